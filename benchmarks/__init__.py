@@ -1,0 +1,1 @@
+"""Trainer, entry points, sweeps and result tables of the MTL benchmark suite."""

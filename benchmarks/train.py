@@ -1,0 +1,143 @@
+"""Train one run: ``python -m benchmarks.train dataset=qm9 method=ls seed=0 [key=value ...]``.
+
+The run folder is ``<results_dir>/runs/<dataset>/<profile>/<method>[+cost][-<run_name>]/seed<seed>``.
+Running the same command again resumes from the last checkpoint; a finished run is
+reported and left untouched.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from benchmarks.loggers import build_logger
+from benchmarks.runio import atomic_write_text, seed_everything, select_device
+from benchmarks.trainer import CHECKPOINT, SUMMARY, NonFiniteLossError, TrainConfig, Trainer
+from datasets import build_benchmark
+from methods import build_method
+
+log = logging.getLogger("benchmarks.train")
+
+# Config keys that may change between a run and its resumption.
+RESUME_FREE_KEYS = ("logger", "progress", "device", "interrupt_after_steps", "results_dir", "data_root")
+
+
+def method_label(cfg: DictConfig) -> str:
+    label = cfg.method.name + ("+cost" if cfg.cost.get("enabled", False) else "")
+    return label + (f"-{cfg.run_name}" if cfg.run_name else "")
+
+
+def run_dir_for(cfg: DictConfig) -> Path:
+    return Path(cfg.results_dir) / "runs" / cfg.dataset.name / cfg.profile.name / method_label(cfg) / f"seed{cfg.seed}"
+
+
+def comparable_config(cfg: DictConfig) -> dict[str, Any]:
+    data = OmegaConf.to_container(cfg, resolve=True)
+    for key in RESUME_FREE_KEYS:
+        data.pop(key, None)
+    data["dataset"].pop("root", None)
+    return data
+
+
+def check_same_config(run_dir: Path, cfg: DictConfig) -> None:
+    """Refuse to resume a run folder that was started with another configuration."""
+    saved_path = run_dir / "config.yaml"
+    current = comparable_config(cfg)
+    if saved_path.exists():
+        saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True)
+        for key in RESUME_FREE_KEYS:
+            saved.pop(key, None)
+        saved.get("dataset", {}).pop("root", None)
+        if saved != current:
+            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            raise SystemExit(
+                f"error: {run_dir} holds a run started with a different configuration (differs in: "
+                f"{', '.join(changed)}). Add run_name=<tag> to start a separate run, or delete that "
+                "folder to start over."
+            )
+    else:
+        atomic_write_text(saved_path, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    with open(path, newline="") as handle:
+        return next(csv.DictReader(handle))
+
+
+def clip_norm(cfg: DictConfig) -> float | None:
+    if cfg.clip_grad_norm is None:
+        return cfg.method.get("clip_grad_norm")
+    return float(cfg.clip_grad_norm) or None
+
+
+def build_cost(cfg: DictConfig):
+    if not cfg.cost.get("enabled", False):
+        return None
+    from cost import build_cost_layer
+
+    return build_cost_layer(OmegaConf.to_container(cfg.cost, resolve=True))
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train (or resume, or report) the run that ``cfg`` describes; return its summary row."""
+    run_dir = run_dir_for(cfg)
+    if (run_dir / SUMMARY).exists():
+        log.info("%s is finished; its summary is kept. Delete the folder to train it again.", run_dir)
+        return read_summary(run_dir / SUMMARY)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_same_config(run_dir, cfg)
+    file_handler = logging.FileHandler(run_dir / "train.log")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(file_handler)
+
+    device = select_device(cfg.device)
+    seed_everything(cfg.seed)
+    benchmark = build_benchmark(cfg.dataset.name, cfg.dataset)
+    method = build_method(cfg.method.name, len(benchmark.tasks), device, **(cfg.method.get("hparams") or {}))
+    train_cfg = TrainConfig(
+        epochs=cfg.dataset.epochs, lr=cfg.dataset.lr, weight_decay=cfg.dataset.get("weight_decay", 0.0),
+        clip_grad_norm=clip_norm(cfg), seed=cfg.seed, max_train_batches=cfg.dataset.get("max_train_batches"),
+        max_eval_batches=cfg.dataset.get("max_eval_batches"), batched_jacobian=cfg.batched_jacobian,
+        progress=cfg.progress, interrupt_after_steps=cfg.interrupt_after_steps,
+    )
+    run_info = {
+        "dataset": cfg.dataset.name, "method": cfg.method.name, "cost": bool(cfg.cost.get("enabled", False)),
+        "seed": cfg.seed, "profile": cfg.profile.name, "name": method_label(cfg), "device": str(device),
+    }
+    logger = build_logger(cfg.logger)
+    trainer = Trainer(benchmark, method, train_cfg, run_dir, device, logger=None, cost=build_cost(cfg),
+                      run_info=run_info)
+    resumed_from = (run_dir / CHECKPOINT).exists()
+    logger.start(run_dir, OmegaConf.to_container(cfg, resolve=True), name=f"{run_info['name']}-s{cfg.seed}",
+                 group=cfg.dataset.name, tags=[cfg.method.name, "cost" if run_info["cost"] else "no-cost",
+                                               cfg.profile.name])
+    trainer.logger = logger
+    log.info("%s %s on %s (%s), run folder %s", "resuming" if resumed_from else "starting",
+             run_info["name"], cfg.dataset.name, device, run_dir)
+    try:
+        summary = trainer.fit()
+    except NonFiniteLossError as error:
+        log.error("%s", error)
+        logger.finish(exit_code=1)
+        raise SystemExit(f"error: {error}") from None
+    except BaseException:
+        logger.finish(exit_code=1)
+        raise
+    logger.finish()
+    logging.getLogger().removeHandler(file_handler)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="config")
+def main(cfg: DictConfig) -> float:
+    summary = run(cfg)
+    return float(summary.get("delta_m", "nan"))
+
+
+if __name__ == "__main__":
+    sys.exit(main() is None and 0)
