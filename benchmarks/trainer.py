@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +50,8 @@ class TrainConfig:
     max_eval_batches: int | None = None
     batched_jacobian: bool = True
     progress: bool = True
-    # Kill switch for tests: raise KeyboardInterrupt after this many training steps.
+    # Crash simulation for tests: the process kills itself (SIGKILL) after this many
+    # training steps, leaving only what was already on disk.
     interrupt_after_steps: int | None = None
 
 
@@ -236,7 +239,8 @@ class Trainer:
             batches += 1
             bar.set_postfix(loss=f"{losses.sum().item():.4g}")
             if self.cfg.interrupt_after_steps is not None and self.state.global_step >= self.cfg.interrupt_after_steps:
-                raise KeyboardInterrupt(f"interrupt_after_steps={self.cfg.interrupt_after_steps} reached")
+                log.warning("interrupt_after_steps=%d reached: killing the process", self.cfg.interrupt_after_steps)
+                os.kill(os.getpid(), signal.SIGKILL)
         means = loss_sums / max(batches, 1)
         return {f"train/loss_{task}": float(v) for task, v in zip(self.benchmark.tasks, means)}
 
