@@ -7,7 +7,9 @@ reported and left untouched.
 from __future__ import annotations
 
 import csv
+import fcntl
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,25 @@ def check_same_config(run_dir: Path, cfg: DictConfig) -> None:
         atomic_write_text(saved_path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
+def lock_run_dir(run_dir: Path):
+    """Take an exclusive lock on the run folder so that two processes never train the same run.
+
+    The lock is released by the operating system when the process ends, also on a crash.
+    """
+    handle = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise SystemExit(f"error: {run_dir} is in use by another training process; wait for it to finish "
+                         "or stop it, then run the command again") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 def read_summary(path: Path) -> dict[str, Any]:
     with open(path, newline="") as handle:
         return next(csv.DictReader(handle))
@@ -90,6 +111,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("%s is finished; its summary is kept. Delete the folder to train it again.", run_dir)
         return read_summary(run_dir / SUMMARY)
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_dir(run_dir)
     check_same_config(run_dir, cfg)
     file_handler = logging.FileHandler(run_dir / "train.log")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -130,6 +152,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise
     logger.finish()
     logging.getLogger().removeHandler(file_handler)
+    lock.close()
     return summary
 
 

@@ -101,6 +101,7 @@ class Trainer:
         self.run_info = dict(run_info or {})
         self.state = RunState()
         self.jacobian = JacobianComputer(batched=train_cfg.batched_jacobian)
+        self.method.bind_task_names(benchmark.tasks)
 
         self.splits = benchmark.build_splits(train_cfg.seed)
         self.model: MTLModel = benchmark.build_model().to(device)
