@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -72,7 +73,7 @@ class WandbLogger(RunLogger):
         import wandb
 
         id_file = Path(run_dir) / "wandb_id.txt"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
         id_file.write_text(run_id)
         mode = self.resolved_mode()
         self.run = wandb.init(

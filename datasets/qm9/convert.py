@@ -1,9 +1,9 @@
 """Conversion of qm9pack QM9 records into PyTorch Geometric graphs.
 
-Each graph has the fields, shapes and dtypes of ``torch_geometric.datasets.QM9`` (PyG 2.8):
-``x`` (N, 11) float, ``z`` (N,) long, ``pos`` (N, 3) float in Å, ``edge_index`` (2, E) long
-with both directions of every bond sorted by (row, col), ``edge_attr`` (E, 4) float,
-``y`` (1, 19) float, ``smiles``, ``name`` ("gdb_<Index>") and ``idx``.
+Each graph has the fields, shapes and dtypes of ``torch_geometric.datasets.QM9`` (PyG 2.8).
+These are ``x`` (N, 11) float, ``z`` (N,) long, ``pos`` (N, 3) float in Å, ``edge_index``
+(2, E) long, ``edge_attr`` (E, 4) float, ``y`` (1, 19) float, ``smiles``, ``name``
+("gdb_<Index>") and ``idx``. The edges are both directions of every bond, sorted by (row, col).
 
 Bonds are perceived with RDKit: connectivity from the 3-D coordinates, bond orders and formal
 charges from the record's SMILES. Where that fails, a fallback takes over and its kind is
@@ -11,18 +11,25 @@ returned so that the caller can count it (see ``FALLBACK_KINDS``).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import os
 import re
+import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
-import torch
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdDetermineBonds
 from rdkit.Chem.rdchem import BondType, HybridizationType
-from torch_geometric.data import Data
+
+# torch and torch_geometric are imported inside the functions that build tensors, so that
+# conversion worker processes, which only run convert_record, start without importing them.
+if TYPE_CHECKING:
+    import torch
+    from torch_geometric.data import Data
 
 # CODATA 2018 value, the factor PyG 2.8 uses (HAR2EV in torch_geometric/datasets/qm9.py).
 HARTREE_TO_EV = 27.211386246
@@ -95,14 +102,15 @@ REQUIRED_COLUMNS = STRUCTURE_COLUMNS + [column for column, _ in DIRECT_TARGET_CO
 ATOM_TYPES = {"H": 0, "C": 1, "N": 2, "O": 3, "F": 4}
 BOND_TYPES = {BondType.SINGLE: 0, BondType.DOUBLE: 1, BondType.TRIPLE: 2, BondType.AROMATIC: 3}
 
-# Bond perception outcomes other than the normal path (SMILES template on the geometric
-# connectivity):
-#   determine_bonds: the template failed, and RDKit's DetermineBondOrders (total charge 0)
-#       on the geometric connectivity supplied bond orders;
-#   single_bonds: both failed, every bond of the geometric connectivity is single and no
-#       atom is aromatic;
-#   no_bonds: RDKit could not derive connectivity from the coordinates, so the graph has no edges.
-FALLBACK_KINDS = ("determine_bonds", "single_bonds", "no_bonds")
+# Bond perception outcomes other than the normal path (SMILES template on the connectivity
+# that RDKit's connect-the-dots method derives from the coordinates), in the order tried:
+#   hueckel_connectivity: the template fits the connectivity of RDKit's extended Hückel
+#       method instead; the graph is as reliable as on the normal path;
+#   determine_bonds: the template fits neither, and RDKit's DetermineBondOrders (total
+#       charge 0) supplied bond orders for the geometric connectivity;
+#   single_bonds: that failed too, so every bond is single and no atom is aromatic;
+#   no_bonds: RDKit derived no connectivity from the coordinates, so the graph has no edges.
+FALLBACK_KINDS = ("hueckel_connectivity", "determine_bonds", "single_bonds", "no_bonds")
 
 # Node and edge features:
 #   rdkit: aromaticity, hybridisation and aromatic bond types of the sanitised RDKit molecule;
@@ -111,8 +119,9 @@ FALLBACK_KINDS = ("determine_bonds", "single_bonds", "no_bonds")
 #       hybridisation is UNSPECIFIED (the sp, sp2 and sp3 columns are zero).
 FEATURE_MODES = ("rdkit", "pyg")
 
-# Upper bound for RDKit's bond-order search in the determine_bonds fallback. QM9 molecules
-# have at most 9 heavy atoms, far below what needs that many iterations.
+# Bound on RDKit's bond-order search in the determine_bonds fallback, so that no single
+# molecule can stall a build. NOTE: the value is a guess, and a molecule that exceeds it
+# falls back to single_bonds.
 _MAX_BOND_ORDER_ITERATIONS = 1_000_000
 
 _PART_FILE = re.compile(r"qm9_part(\d+)\.csv(\.gz)?")
@@ -131,7 +140,7 @@ def find_qm9pack_csv() -> list[Path]:
 
     The package is located through its distribution metadata, because ``import qm9pack``
     fails on current setuptools (it imports ``pkg_resources``). ``qm9_polarizability.csv``
-    is left out: it holds the polarizability tensor components, while the isotropic
+    is left out because it contains the polarizability tensor components, while the isotropic
     polarizability is already a column of the part files.
     """
     try:
@@ -243,8 +252,8 @@ def molecule_name(row: Mapping[str, Any]) -> str:
     return f"gdb_{int(row['Index'])}"
 
 
-def targets_from_row(row: Mapping[str, Any]) -> torch.Tensor:
-    """Compute the 19 PyG targets of one record as a float32 tensor, in ``QM9_TARGETS`` order.
+def target_values(row: Mapping[str, Any]) -> np.ndarray:
+    """Compute the 19 PyG targets of one record as float32, in ``QM9_TARGETS`` order.
 
     Energies are converted from Hartree to eV. Atomisation energies are the total energy
     minus the atomref energies of the isolated atoms, also converted to eV. PyG instead
@@ -259,7 +268,14 @@ def targets_from_row(row: Mapping[str, Any]) -> torch.Tensor:
     for column_index, (column, reference) in ATOMISATION_TARGET_COLUMNS.items():
         atoms_energy = sum(ATOM_REFERENCE_ENERGIES_HARTREE[symbol][reference] for symbol in symbols)
         values[column_index] = (float(row[column]) - atoms_energy) * HARTREE_TO_EV
-    return torch.from_numpy(values.astype(np.float32))
+    return values.astype(np.float32)
+
+
+def targets_from_row(row: Mapping[str, Any]) -> torch.Tensor:
+    """Return ``target_values(row)`` as a float32 tensor of shape (19,)."""
+    import torch
+
+    return torch.from_numpy(target_values(row))
 
 
 def _molecule_from_geometry(symbols: list[str], coordinates: np.ndarray) -> Chem.RWMol:
@@ -333,6 +349,26 @@ def _single_bond_molecule(connected: Chem.Mol) -> Chem.Mol:
     return molecule
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Discard writes to file descriptor 2 while the block runs.
+
+    RDKit's extended Hückel code (YAeHMOP) prints warnings such as "Distance between atoms
+    18 and 8 (0.969300 A) is suspicious" straight to file descriptor 2, past RDKit's log
+    switches. NOTE: other threads' writes to stderr are discarded during the block too.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def perceive_bonds(symbols: list[str], coordinates: np.ndarray, smiles: str) -> tuple[Chem.Mol, str | None, str | None]:
     """Return the RDKit molecule with bonds, the fallback kind (None on the normal path) and why.
 
@@ -354,7 +390,8 @@ def perceive_bonds(symbols: list[str], coordinates: np.ndarray, smiles: str) -> 
     # spurious bonds across strained small rings (cyclobutanes, oxetanes, cages).
     hueckel = _molecule_from_geometry(symbols, coordinates)
     try:
-        rdDetermineBonds.DetermineConnectivity(hueckel, useHueckel=True, charge=0)
+        with _native_stderr_silenced():
+            rdDetermineBonds.DetermineConnectivity(hueckel, useHueckel=True, charge=0)
         connected = hueckel
         return _bonds_from_template(hueckel, smiles), "hueckel_connectivity", errors[0]
     except Exception as err:  # noqa: BLE001
@@ -440,8 +477,9 @@ def graph_arrays(molecule: Chem.Mol) -> dict[str, np.ndarray]:
 def convert_record(row: Mapping[str, Any], features: str = "rdkit") -> ConvertedMolecule:
     """Convert one CSV record to graph arrays; the picklable core of ``molecule_to_graph``.
 
-    Raises ValueError when the record itself is malformed (atom count, symbols or
-    coordinates); bond perception problems never raise but select a fallback.
+    Raises ValueError when the record is malformed (atom count, symbols or coordinates) or
+    the perceived molecule has a bond type outside the four one-hot classes. RDKit errors
+    during bond perception select a fallback instead of raising.
     """
     if features not in FEATURE_MODES:
         raise ValueError(f"features must be one of {FEATURE_MODES}, got {features!r}")
@@ -466,7 +504,7 @@ def convert_record(row: Mapping[str, Any], features: str = "rdkit") -> Converted
     del block_logs
 
     arrays["pos"] = coordinates.astype(np.float32)
-    arrays["y"] = targets_from_row(row).numpy()[None, :]
+    arrays["y"] = target_values(row)[None, :]
     arrays["smiles"] = smiles
     arrays["name"] = name
     # PyG stores the molecule's 0-based position among all 133,885 QM9 molecules, so
@@ -475,8 +513,23 @@ def convert_record(row: Mapping[str, Any], features: str = "rdkit") -> Converted
     return ConvertedMolecule(arrays, fallback, reason)
 
 
+def convert_record_or_error(job: tuple[Mapping[str, Any], str]) -> ConvertedMolecule | str:
+    """Run ``convert_record(*job)``; return a malformed record's error message instead of raising.
+
+    This is the task function of the conversion worker processes.
+    """
+    row, features = job
+    try:
+        return convert_record(row, features)
+    except ValueError as err:
+        return str(err)
+
+
 def graph_from_arrays(arrays: Mapping[str, Any]) -> Data:
     """Wrap the output of ``convert_record`` into a ``Data`` object with PyG's dtypes."""
+    import torch
+    from torch_geometric.data import Data
+
     return Data(
         x=torch.from_numpy(arrays["x"]),
         z=torch.from_numpy(arrays["z"]),

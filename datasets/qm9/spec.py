@@ -73,8 +73,10 @@ class QM9Benchmark(Benchmark):
         from datasets.qm9.graphs import load_qm9_graphs
 
         if self.graphs is None:
-            self.graphs = load_qm9_graphs(Path(self.cfg["root"]), source=self.cfg.get("source", "qm9pack"),
-                                          subset=self.cfg.get("subset"), subset_seed=self.cfg.get("subset_seed", 0))
+            source = self.cfg.get("source", "qm9pack")
+            options = {"features": self.cfg.get("features", "pyg")} if source == "qm9pack" else {}
+            self.graphs = load_qm9_graphs(Path(self.cfg["root"]), source=source, subset=self.cfg.get("subset"),
+                                          subset_seed=self.cfg.get("subset_seed", 0), **options)
         return self.graphs
 
     def build_splits(self, seed: int) -> Splits:
