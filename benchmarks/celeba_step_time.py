@@ -8,7 +8,9 @@ not hide that of another. The process builds the shared :class:`benchmarks.train
 with the method's config from ``configs/method/<name>.yaml``, reference gradient clipping
 included. It times ``Trainer.train_step`` on one fixed batch of real images, drawn with
 replacement from the training split because a sample has fewer images than a batch.
-Warm-up steps run first and are not timed.
+Warm-up steps run first and are not timed. Each step records wall time and the process's
+CPU time (``time.process_time``, all threads), because on a shared machine wall time also
+counts waiting for a CPU.
 
 On CPU, memory is the peak resident set size of the process (``ru_maxrss``) and its
 increase over the resident size just before the first step. On CUDA, it is
@@ -75,8 +77,6 @@ def build_trainer(root: Path, cache_dir: Path, method_name: str, batch_size: int
     seed_everything(0)
     benchmark = build_benchmark("celeba", cfg.dataset)
     method = build_method(cfg.method.name, len(benchmark.tasks), device, **(cfg.method.get("hparams") or {}))
-    if hasattr(method, "bind_task_names"):
-        method.bind_task_names(benchmark.tasks)
     train_cfg = TrainConfig(epochs=1, lr=cfg.dataset.lr, clip_grad_norm=clip_norm(cfg), seed=0,
                             batched_jacobian=batched_jacobian, progress=False)
     return Trainer(benchmark, method, train_cfg, run_dir, device), train_cfg
@@ -105,13 +105,14 @@ def measure_method(args: argparse.Namespace) -> dict[str, Any]:
 
         for step in range(args.warmup):
             trainer.train_step(batch, epoch=0, step=step)
-        seconds = []
+        seconds, cpu_seconds = [], []
         for step in range(args.warmup, args.warmup + args.steps):
             synchronize()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             trainer.train_step(batch, epoch=0, step=step)
             synchronize()
             seconds.append(time.perf_counter() - started)
+            cpu_seconds.append(time.process_time() - cpu_started)
 
         row: dict[str, Any] = {
             "method": args.single, "status": "ok", "device": str(device), "torch_threads": torch.get_num_threads(),
@@ -119,6 +120,7 @@ def measure_method(args: argparse.Namespace) -> dict[str, Any]:
             "jacobian": args.jacobian if trainer.method.needs_jacobian else "none",
             "clip_grad_norm": train_cfg.clip_grad_norm, "steps": args.steps,
             "step_s_median": statistics.median(seconds), "step_s_min": min(seconds),
+            "step_cpu_s_median": statistics.median(cpu_seconds),
         }
         if device.type == "cuda":
             row["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -163,20 +165,23 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         if baseline is None or row["status"] != "ok":
             continue
         row["step_time_vs_ls"] = row["step_s_median"] / baseline["step_s_median"]
+        row["step_cpu_time_vs_ls"] = row["step_cpu_s_median"] / baseline["step_cpu_s_median"]
         row["peak_vs_ls"] = row["peak_mb"] / baseline["peak_mb"]
         row["step_peak_increase_vs_ls"] = row["step_peak_increase_mb"] / baseline["step_peak_increase_mb"]
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"{'method':<10} {'status':<8} {'step s':>8} {'x LS':>6} {'peak MiB':>9} {'x LS':>6} "
-          f"{'step +MiB':>10} {'x LS':>6}")
+    columns = [("step s", "step_s_median", ".2f"), ("x LS", "step_time_vs_ls", ".2f"),
+               ("CPU s", "step_cpu_s_median", ".2f"), ("x LS", "step_cpu_time_vs_ls", ".2f"),
+               ("peak MiB", "peak_mb", ".0f"), ("x LS", "peak_vs_ls", ".2f"),
+               ("step +MiB", "step_peak_increase_mb", ".0f"), ("x LS", "step_peak_increase_vs_ls", ".2f")]
+    print(f"{'method':<10} " + " ".join(f"{title:>9}" for title, _, _ in columns))
     for row in rows:
         if row["status"] != "ok":
             print(f"{row['method']:<10} {row['status']}")
             continue
-        print(f"{row['method']:<10} {'ok':<8} {row['step_s_median']:>8.2f} {row.get('step_time_vs_ls', float('nan')):>6.2f} "
-              f"{row['peak_mb']:>9.0f} {row.get('peak_vs_ls', float('nan')):>6.2f} "
-              f"{row['step_peak_increase_mb']:>10.0f} {row.get('step_peak_increase_vs_ls', float('nan')):>6.2f}")
+        cells = [format(row.get(key, float("nan")), spec) for _, key, spec in columns]
+        print(f"{row['method']:<10} " + " ".join(f"{cell:>9}" for cell in cells))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
