@@ -25,8 +25,10 @@ from methods import build_method
 
 log = logging.getLogger("benchmarks.train")
 
-# Config keys that may change between a run and its resumption.
+# Config keys that may change between a run and its resumption: where things are stored
+# and how progress is shown, but nothing that changes the numbers.
 RESUME_FREE_KEYS = ("logger", "progress", "device", "interrupt_after_steps", "results_dir", "data_root")
+RESUME_FREE_DATASET_KEYS = ("root", "cache_dir", "num_workers")
 
 
 def method_label(cfg: DictConfig) -> str:
@@ -39,10 +41,11 @@ def run_dir_for(cfg: DictConfig) -> Path:
 
 
 def comparable_config(cfg: DictConfig) -> dict[str, Any]:
-    data = OmegaConf.to_container(cfg, resolve=True)
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     for key in RESUME_FREE_KEYS:
         data.pop(key, None)
-    data["dataset"].pop("root", None)
+    for key in RESUME_FREE_DATASET_KEYS:
+        data.get("dataset", {}).pop(key, None)
     return data
 
 
@@ -51,10 +54,7 @@ def check_same_config(run_dir: Path, cfg: DictConfig) -> None:
     saved_path = run_dir / "config.yaml"
     current = comparable_config(cfg)
     if saved_path.exists():
-        saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True)
-        for key in RESUME_FREE_KEYS:
-            saved.pop(key, None)
-        saved.get("dataset", {}).pop("root", None)
+        saved = comparable_config(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
         if saved != current:
             changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             raise SystemExit(
