@@ -25,6 +25,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.runio import atomic_write_bytes  # noqa: E402
@@ -74,6 +75,7 @@ def plot_curves(epochs: pd.DataFrame, metrics: Sequence[Metric], title: str) -> 
             axis.fill_between(per_epoch.index, per_epoch["min"], per_epoch["max"], alpha=0.2)
         axis.set_title(label)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     for axis in list(axes.flat)[len(panels):]:
         axis.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
@@ -143,7 +145,7 @@ def write_plots(results_dir: Path, dataset: str | None = None, out_dir: Path | N
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="results folder holding runs/ (default: results)")
+                        help="results folder that contains runs/ (default: results)")
     parser.add_argument("--dataset", help="only this dataset (default: every dataset with runs)")
     parser.add_argument("--out", type=Path, help="output folder (default: <results>/plots)")
     args = parser.parse_args(argv)

@@ -4,9 +4,9 @@
 every ``<results>/runs/<dataset>/<profile>/<name>/seed<seed>/summary.csv`` and writes
 
 - ``<results>/tables/<dataset>.{csv,md,tex}``: one row per run name (method, COST on/off and
-  ``run_name``) and profile; every metric as mean ± sample std over seeds, Δm% of the
-  seed-mean metrics with the std of the per-seed Δm%, and the mean rank (MR) within the
-  profile. The methods that MR ranks are named under each table.
+  ``run_name``) and profile. Each metric is given as mean ± sample std over seeds, followed
+  by Δm% of the seed-mean metrics with the std of the per-seed Δm%, and the mean rank (MR)
+  within the profile. The methods that MR ranks are named under each table.
 - ``<results>/tables/<dataset>_vs_paper.{csv,md}``: the suite's seed means beside the values
   printed in "Continual Optimization with Symmetry Teleportation for Multi-Task Learning"
   (Zhou et al., NeurIPS 2025), read from ``results/paper/paper-results.csv``, and the
@@ -48,8 +48,8 @@ PAPER_MAIN_TABLE = {"cityscapes": "Table 1", "nyuv2": "Table 2", "celeba": "Tabl
 PAPER_COST_TABLES = {"cityscapes": ("Table 5",), "nyuv2": ("Table 6",)}
 
 # Normalised paper method name -> normalised suite method name, where they differ.
-# NOTE: Table 3 (CelebA, QM9) names its FairGrad row "FairGrad-R"; it is read here as the
-# authors' own FairGrad run and compared with the suite's FairGrad without COST.
+# NOTE: Table 3 (CelebA, QM9) names its FairGrad row "FairGrad-R". This module reads it as
+# the authors' own FairGrad run, so it is compared with the suite's FairGrad without COST.
 PAPER_METHOD_ALIASES = {"fairgradr": "fairgrad"}
 SUITE_METHOD_ALIASES = {"imtl": "imtlg", "nash": "nashmtl"}
 
@@ -65,7 +65,7 @@ def normalise_method(name: str) -> str:
 def read_summaries(results_dir: Path, dataset: str | None = None, profile: str | None = None) -> pd.DataFrame:
     """Return one row per finished run below ``results_dir/runs``, with its folder in ``run_dir``.
 
-    Each ``summary.csv`` holds exactly one row; a file with another row count raises
+    Each ``summary.csv`` contains exactly one row; a file with another row count raises
     ``ValueError`` naming the file.
     """
     runs_root = Path(results_dir) / "runs"
@@ -229,7 +229,8 @@ def table_frame(table: DatasetTable) -> pd.DataFrame:
 
 
 def ranked_set_line(rows: Sequence[TableRow]) -> str:
-    return f"MR ranks these {len(rows)} rows against each other: " + ", ".join(r.name for r in rows) + "."
+    noun = "row" if len(rows) == 1 else "rows"
+    return f"MR ranks {len(rows)} {noun} against each other: " + ", ".join(r.name for r in rows) + "."
 
 
 def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -305,7 +306,7 @@ def is_percent_unit(unit: str) -> bool:
 def paper_scale(metric: Metric) -> float:
     """Return the factor that converts the paper's printed value into the suite's unit.
 
-    The paper prints segmentation and normal-fraction metrics in percent; a suite metric
+    The paper prints segmentation and normal-fraction metrics in percent. A suite metric
     declared in any unit other than percent is taken as a fraction of 1.
     """
     if metric.name in PAPER_PERCENT_METRICS and not is_percent_unit(metric.unit):
@@ -443,13 +444,13 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 
 def write_tables(table: DatasetTable, out_dir: Path, paper: pd.DataFrame | None) -> list[Path]:
-    """Write the table files of one dataset (and its paper comparison when ``paper`` is given)."""
+    """Write the table files of one dataset, and its paper comparison when ``paper`` reports the dataset."""
     out_dir = Path(out_dir)
     written = [out_dir / f"{table.dataset}.{ext}" for ext in ("csv", "md", "tex")]
     write_csv(written[0], table_frame(table))
     atomic_write_text(written[1], render_markdown(table))
     atomic_write_text(written[2], render_latex(table))
-    if paper is not None:
+    if paper is not None and table.dataset in set(paper["dataset"]):
         frame = comparison_frame(table, paper)
         comparison = [out_dir / f"{table.dataset}_vs_paper.{ext}" for ext in ("csv", "md")]
         write_csv(comparison[0], frame)
@@ -474,26 +475,45 @@ def build_tables(results_dir: Path, dataset: str | None = None, profile: str | N
     return tables
 
 
-def log_tables_to_wandb(tables: Mapping[str, DatasetTable], wandb_dir: Path) -> None:
-    """Log each table as a W&B Table in one run per dataset (offline unless W&B is configured)."""
+def wandb_project() -> str:
+    """Return the W&B project of the training runs (``configs/logger/wandb.yaml``)."""
+    config = REPO_ROOT / "configs" / "logger" / "wandb.yaml"
+    return str(OmegaConf.load(config).get("project", "mtl-cost-bench")) if config.exists() else "mtl-cost-bench"
+
+
+def log_tables_to_wandb(tables: Mapping[str, DatasetTable], wandb_dir: Path) -> list[str]:
+    """Log each table as a W&B Table, one W&B run per dataset; return the run ids.
+
+    The run joins the dataset's group (as the training runs do) with job type ``table``.
+    It is offline, with its files under ``wandb_dir``, unless W&B is configured online
+    (the rule of ``benchmarks.loggers.WandbLogger``).
+    """
+    import wandb
+
     from benchmarks.loggers import WandbLogger
 
+    mode = WandbLogger(mode="auto").resolved_mode()
+    run_ids = []
     for dataset, table in tables.items():
-        logger = WandbLogger(mode="auto")
+        frame = table_frame(table)
         run_dir = Path(wandb_dir) / f"table-{dataset}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        logger.start(run_dir, {"dataset": dataset, "profiles": table.profiles()}, name=f"table-{dataset}",
-                     group=dataset, tags=["table", *table.profiles()])
-        rows = table_frame(table).to_dict("records")
-        logger.log_table(f"table/{dataset}", rows)
-        logger.finish()
-        log.info("logged the %s table (%d rows) to W&B in %s", dataset, len(rows), run_dir)
+        run = wandb.init(project=wandb_project(), dir=str(run_dir), mode=mode, group=dataset, job_type="table",
+                         name=f"table-{dataset}", tags=["table", *table.profiles()],
+                         config={"dataset": dataset, "profiles": table.profiles()},
+                         settings=wandb.Settings(silent=True, console="off"))
+        rows = frame.astype(object).where(frame.notna(), None).values.tolist()
+        run.log({f"table/{dataset}": wandb.Table(columns=list(frame.columns), data=rows)})
+        run.finish()
+        run_ids.append(run.id)
+        log.info("logged the %s table (%d rows) as W&B run %s (%s) in %s", dataset, len(rows), run.id, mode, run_dir)
+    return run_ids
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="results folder holding runs/ (default: results)")
+                        help="results folder that contains runs/ (default: results)")
     parser.add_argument("--dataset", help="only this dataset (default: every dataset with runs)")
     parser.add_argument("--profile", help="only runs of this profile (default: all, one section each)")
     parser.add_argument("--out", type=Path, help="output folder (default: <results>/tables)")

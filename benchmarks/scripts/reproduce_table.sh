@@ -31,16 +31,20 @@ PAPER_METHODS="$ALL_METHODS"
 PAPER_SEEDS="0,1,2"
 PAPER_COST="paper"
 
-# Quick profile: QM9 (2,000 molecules of the installed qm9pack, 3 epochs) with LS and
-# FairGrad, the paper's base method for COST, with and without COST; the 2-D toy problem
-# with four cheap methods and no COST (its model declares no LoRA targets). One seed.
+# Quick profile: QM9 (2,000 molecules of the installed qm9pack, 3 epochs) and the 2-D toy
+# problem, each with and without COST, one seed. On a 2-core CPU a QM9 run with COST takes
+# most of the time, because the trigger needs the 11-task Jacobian at every step until the
+# epoch's teleport. FairGrad, which needs that Jacobian at every step, is left out for that
+# reason, and the toy list keeps to methods with cheap steps.
 QUICK_DATASETS="qm9 toy"
-QUICK_METHODS_QM9="ls,fairgrad"
-QUICK_METHODS_TOY="ls,pcgrad,cagrad,famo"
+QUICK_METHODS_QM9="ls"
+QUICK_METHODS_TOY="ls,pcgrad"
 QUICK_SEEDS="0"
 QUICK_COST="quick"
-# Datasets whose model cannot carry a COST adapter run only without COST.
-NO_COST_DATASETS="toy"
+
+# The toy model's only parameter is a point that no PEFT adapter can wrap. So in every
+# profile the toy uses its own COST preset, which teleports the point by a dense displacement.
+TOY_COST="toy"
 # ---------------------------------------------------------------------------------------
 
 PROFILE="${PROFILE:-quick}"
@@ -80,8 +84,8 @@ methods_for() {
 }
 
 costs_for() {
-  if [[ " $NO_COST_DATASETS " == *" $1 "* ]]; then
-    echo "none"
+  if [[ "$1" == toy && -z "${COST:-}" ]]; then
+    echo "none,$TOY_COST"
   else
     echo "none,$cost_preset"
   fi
