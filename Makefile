@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
+RESULTS ?= results
 ARGS ?=
 
 .PHONY: setup test qm9 tables reproduce-table clean-results
@@ -22,12 +23,12 @@ test: setup
 
 # Main job: LS on real QM9 molecules from the qm9pack package (CPU profile), then the table.
 qm9: setup
-	$(PY) -m benchmarks.train dataset=qm9 method=ls seed=0 profile=$(PROFILE) $(ARGS)
-	$(PY) -m benchmarks.tables --results results --dataset qm9
+	$(PY) -m benchmarks.train dataset=qm9 method=ls seed=0 profile=$(PROFILE) results_dir=$(RESULTS) $(ARGS)
+	$(PY) -m benchmarks.tables --results $(RESULTS) --dataset qm9
 
 tables: setup
-	$(PY) -m benchmarks.tables --results results
+	$(PY) -m benchmarks.tables --results $(RESULTS)
 
 # The comparison grid (datasets x methods x COST off/on x seeds), then tables and plots.
 reproduce-table: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PROFILE=$(PROFILE) bash benchmarks/scripts/reproduce_table.sh $(ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PROFILE=$(PROFILE) RESULTS=$(RESULTS) bash benchmarks/scripts/reproduce_table.sh $(ARGS)
