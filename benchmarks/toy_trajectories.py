@@ -1,10 +1,10 @@
 """Trajectories of every method on the two-task toy problem, plotted on its loss contours.
 
 ``python -m benchmarks.toy_trajectories [--steps 20000] [--lr 1e-3] [--methods ls,cagrad]``
-runs each method from the five start points of the Nash-MTL and FAMO toy experiments
-through the shared trainer (dataset ``toy``, each method's own config: hyperparameters and
-clipping) and writes ``results/toy/trajectories.png``: one panel per method, trajectories
-on the contours of (L₁ + L₂)/2 with the Pareto set.
+runs each method from the five start points of the Nash-MTL and FAMO toy experiments.
+Every run goes through the shared trainer on dataset ``toy`` with the method's own config
+(hyperparameters and clipping). The script writes ``results/toy/trajectories.png``: one
+panel per method, trajectories on the contours of (L₁ + L₂)/2 with the Pareto set.
 
 :func:`run_trajectory` is the reusable piece: it returns the visited points of one run, and
 its ``cost`` argument passes a COST layer to the trainer.
@@ -52,8 +52,8 @@ def run_trajectory(method_name: str, start: Sequence[float], steps: int, lr: flo
     """Run one method from ``start`` for ``steps`` Adam steps; return the visited points, shape (steps + 1, 2).
 
     The run goes through :class:`benchmarks.trainer.Trainer` on the toy benchmark, in a
-    temporary run folder, with the method's config (hyperparameters, then ``hparams``
-    overrides; clipping from the config unless ``clip_grad_norm`` is given). Row 0 is the
+    temporary run folder. Hyperparameters come from the method's config, updated by
+    ``hparams``, and so does the clipping unless ``clip_grad_norm`` is given. Row 0 is the
     start; row t is the point after optimiser step t. A teleport by ``cost`` shows up as a
     jump between two rows.
     """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -54,13 +55,36 @@ def _items(items) -> dict[str, Any]:
     return values
 
 
-def read_offline_run(run_file: Path) -> dict[str, Any]:
-    """Return ``{"history": [rows], "summary": {...}, "config": {...}}`` of one offline run."""
+def read_offline_run(run_file: Path, wait_seconds: float = 30.0) -> dict[str, Any]:
+    """Return ``{"history": [rows], "summary": {...}, "config": {...}}`` of one offline run.
+
+    The W&B service process writes the file asynchronously, and ``wandb.finish()`` can
+    return before the last records reach the disk. The reader therefore polls until the
+    run's ``exit`` record is present, for at most ``wait_seconds``, and then returns what
+    the file contains.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            parsed, finished = _parse_run_file(run_file)
+        except ValueError:
+            if time.monotonic() >= deadline:
+                raise
+            parsed, finished = None, False
+        if finished or time.monotonic() >= deadline:
+            if parsed is None:
+                raise ValueError(f"{run_file} holds no readable W&B records")
+            return parsed
+        time.sleep(0.2)
+
+
+def _parse_run_file(run_file: Path) -> tuple[dict[str, Any], bool]:
     from wandb.proto import wandb_internal_pb2
 
     history: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
     config: dict[str, Any] = {}
+    finished = False
     for payload in iter_payloads(run_file):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
@@ -74,7 +98,9 @@ def read_offline_run(run_file: Path) -> dict[str, Any]:
         elif kind == "run":
             summary.update(_items(record.run.summary.update))
             config.update(_items(record.run.config.update))
-    return {"history": history, "summary": summary, "config": config}
+        elif kind == "exit":
+            finished = True
+    return {"history": history, "summary": summary, "config": config}, finished
 
 
 def find_run_files(folder: Path) -> list[Path]:

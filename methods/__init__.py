@@ -8,7 +8,22 @@ from methods.base import Aggregation, Method
 
 # Method name -> "module:class", imported on first use.
 REGISTRY: dict[str, str] = {
+    # Loss weighting: one backward pass of a weighted loss, no per-task gradients.
     "ls": "methods.ls:LinearScalarization",
+    "si": "methods.weighting:ScaleInvariantLS",
+    "rlw": "methods.weighting:RandomLossWeighting",
+    "dwa": "methods.dwa:DynamicWeightAverage",
+    "uw": "methods.uw:UncertaintyWeighting",
+    "famo": "methods.famo:FAMO",
+    "stl": "methods.weighting:SingleTask",
+    # Gradient methods: combine the per-task gradients of the shared parameters.
+    "mgda": "methods.mgda:MGDA",
+    "graddrop": "methods.graddrop:GradDrop",
+    "pcgrad": "methods.pcgrad:PCGrad",
+    "cagrad": "methods.cagrad:CAGrad",
+    "imtl_g": "methods.imtl:IMTLG",
+    "nashmtl": "methods.nash_mtl:NashMTL",
+    "fairgrad": "methods.fairgrad:FairGrad",
 }
 
 

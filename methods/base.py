@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -61,10 +61,34 @@ class Method:
         self.device = torch.device(device)
         self.counters: Counter[str] = Counter()
 
+    def bind_task_names(self, task_names: Sequence[str]) -> None:
+        """Store the dataset's task names, in loss order, so that a method can name tasks.
+
+        The trainer calls this once after building the method; methods built by hand (tests)
+        work without it.
+        """
+        if len(task_names) != self.num_tasks:
+            raise ValueError(f"{type(self).__name__} was built for {self.num_tasks} tasks but the dataset "
+                             f"has {len(task_names)}: {list(task_names)}")
+        self.task_names = list(task_names)
+
+    def task_label(self, index: int) -> str:
+        """Return the task name when bound, else ``task<index>``; used in log lines."""
+        names = getattr(self, "task_names", None)
+        return names[index] if names else f"task{index}"
+
     # Loss-weighting path ------------------------------------------------------------
     def loss_weights(self, losses: torch.Tensor) -> torch.Tensor:
         """Return the effective factor d(total_loss)/dL_k of each task loss (detached)."""
         return torch.ones_like(losses)
+
+    def reported_weights(self, losses: torch.Tensor) -> torch.Tensor:
+        """Return the weights in the convention of the method's reference code (for logs and tests).
+
+        Defaults to :meth:`loss_weights`; DWA, UW and FAMO report other quantities (see
+        their docstrings).
+        """
+        return self.loss_weights(losses)
 
     def total_loss(self, losses: torch.Tensor) -> torch.Tensor:
         """Return the scalar whose backward pass sets every gradient."""
@@ -74,7 +98,8 @@ class Method:
     def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor) -> Aggregation:
         """Combine the task gradients. The default is the loss-weighted sum ``wᵀJ``."""
         weights = self.loss_weights(losses.detach()).to(jacobian.dtype)
-        return Aggregation(shared_grad=weights @ jacobian, weights=weights, task_loss_weights=weights)
+        reported = self.reported_weights(losses.detach()).to(jacobian.dtype)
+        return Aggregation(shared_grad=weights @ jacobian, weights=reported, task_loss_weights=weights)
 
     # Hooks --------------------------------------------------------------------------
     def after_step(self, losses: torch.Tensor, losses_after: torch.Tensor | None = None) -> None:
@@ -95,3 +120,15 @@ class Method:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise ValueError(f"{type(self).__name__} is stateless but got state keys {sorted(state)}")
+
+
+def new_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """Return a torch generator for a method's own random draws.
+
+    ``seed=None`` takes ``torch.initial_seed()``, which is the run seed because
+    ``benchmarks.train`` seeds torch before it builds the method. A method that owns a generator saves its state
+    in ``state_dict`` so that a resumed run draws the same numbers.
+    """
+    generator = torch.Generator(device=device)
+    generator.manual_seed(torch.initial_seed() if seed is None else int(seed))
+    return generator

@@ -1,0 +1,149 @@
+"""The teleport objective: keep every task loss, make the gradients larger and more even.
+
+"Continual Optimization with Symmetry Teleportation for Multi-Task Learning" (Zhou et al.,
+NeurIPS 2025) minimises, over the adapter ΔΘ only,
+
+    invariance_weight · L_t − γ · L_g,
+    L_t = (1/K) Σ_k |L_k(θ + ΔΘ) − L_k*|                                  (loss invariance)
+    L_g = (1/K) Σ_k max_{s=1..n} R_k · (L_k(θ' + ε_s) − L_k(θ')) / δ       (sharpness)
+
+with θ' = θ + ΔΘ, random directions ε_s of norm δ per parameter tensor, and
+R_k = K · (1 − ‖g_k‖ / Σ_j ‖g_j‖), so that tasks with small gradients weigh more. The
+sharpness term replaces the gradient norm, so no Hessian-vector product is needed. The paper
+uses invariance_weight 1 and γ = 0.1; the released code uses 10 and 0.5.
+
+The pure functions below act on loss tensors; :class:`TeleportObjective` does the
+autograd plumbing (``torch.func.functional_call`` on θ' + ε, so that the perturbed losses
+stay differentiable with respect to the adapter).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+
+def loss_invariance(losses: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Return L_t = mean_k |L_k − L_k*|."""
+    return (losses - reference).abs().mean()
+
+
+def sharpness_weights(task_gradient_norms: torch.Tensor) -> torch.Tensor:
+    """Return R_k = K · (1 − ‖g_k‖ / Σ_j ‖g_j‖); all ones when every gradient is zero."""
+    norms = task_gradient_norms.double()
+    total = norms.sum()
+    num_tasks = norms.numel()
+    if total <= 0:
+        return torch.ones(num_tasks, dtype=torch.float64)
+    return num_tasks * (1.0 - norms / total)
+
+
+def sharpness(perturbed: torch.Tensor, unperturbed: torch.Tensor, weights: torch.Tensor, delta: float,
+              absolute: bool = False) -> torch.Tensor:
+    """Return L_g = mean_k max_s R_k · (L_k(θ' + ε_s) − L_k(θ')) / δ.
+
+    ``perturbed`` is n × K, ``unperturbed`` has K entries. ``absolute`` takes
+    |L_k(θ' + ε_s) − L_k(θ')| instead, as the released code does.
+    """
+    rise = perturbed - unperturbed.unsqueeze(0)
+    if absolute:
+        rise = rise.abs()
+    weighted = weights.to(rise.dtype).unsqueeze(0) * rise / delta
+    return weighted.max(dim=0).values.mean()
+
+
+def random_directions(params: Sequence[torch.Tensor], delta: float, generator: torch.Generator) -> list[torch.Tensor]:
+    """Draw one Gaussian direction per tensor, each rescaled to norm ``delta``."""
+    directions = []
+    for param in params:
+        noise = torch.randn(param.shape, generator=generator, device=param.device, dtype=param.dtype)
+        directions.append(noise * (delta / noise.norm().clamp_min(1e-30)))
+    return directions
+
+
+class TaskLossModule(nn.Module):
+    """Wrap a model so that ``torch.func.functional_call`` can evaluate the K task losses.
+
+    The benchmark decides how a batch enters the model; this wrapper exposes that as one
+    ``forward(batch)`` whose parameter names are the model's, prefixed by ``model.``.
+    """
+
+    def __init__(self, model: nn.Module, losses_of: Callable[[nn.Module, Any], torch.Tensor]):
+        super().__init__()
+        self.model = model
+        self._losses_of = losses_of
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self._losses_of(self.model, batch)
+
+
+@dataclass
+class ObjectiveValue:
+    """One evaluation of the teleport objective (``total`` carries the autograd graph)."""
+
+    total: torch.Tensor
+    invariance: float
+    sharpness: float
+    losses: torch.Tensor
+
+
+class TeleportObjective:
+    """Evaluate invariance_weight · L_t − γ · L_g for the adapter currently in ``model``.
+
+    ``perturbed_params`` are the tensors that receive the random directions ε_s (the
+    shared parameters, or all parameters for the released behaviour). ``sharpness_grad``
+    ``functional`` keeps the perturbed losses differentiable with respect to the adapter.
+    ``copy`` evaluates them without gradient, as the released code's deep copies do, so
+    only L_k(θ') carries gradient.
+    """
+
+    def __init__(self, model: nn.Module, losses_of: Callable[[nn.Module, Any], torch.Tensor],
+                 reference: torch.Tensor, weights: torch.Tensor, perturbed_params: Sequence[torch.Tensor],
+                 generator: torch.Generator, invariance_weight: float = 1.0, gamma: float = 0.1,
+                 delta: float = 1e-4, directions: int = 5, sharpness_grad: str = "functional",
+                 absolute: bool = False):
+        self.module = TaskLossModule(model, losses_of)
+        self.reference = reference.detach()
+        self.weights = weights.detach()
+        target_ids = {id(p) for p in perturbed_params}
+        # Names are read after the adapter is injected, so adapted weights appear under
+        # their PEFT names (``<layer>.base_layer.weight``); adapter tensors are never perturbed.
+        self.perturbed = [(name, p) for name, p in self.module.named_parameters() if id(p) in target_ids]
+        if len(self.perturbed) != len(target_ids):
+            raise ValueError(f"only {len(self.perturbed)} of {len(target_ids)} parameters to perturb were found in "
+                             f"{type(model).__name__}; pass parameters of that model")
+        self.generator = generator
+        self.invariance_weight = invariance_weight
+        self.gamma = gamma
+        self.delta = delta
+        self.directions = directions
+        self.sharpness_grad = sharpness_grad
+        self.absolute = absolute
+
+    def perturbed_losses(self, batch: Any) -> torch.Tensor:
+        """Return the n × K losses L_k(θ' + ε_s) for fresh random directions."""
+        rows = []
+        for _ in range(self.directions):
+            steps = random_directions([p for _, p in self.perturbed], self.delta, self.generator)
+            moved = {name: p.detach() + step for (name, p), step in zip(self.perturbed, steps)}
+            if self.sharpness_grad == "copy":
+                with torch.no_grad():
+                    rows.append(torch.func.functional_call(self.module, moved, (batch,)))
+            else:
+                rows.append(torch.func.functional_call(self.module, moved, (batch,)))
+        return torch.stack(rows)
+
+    def sharpness_term(self, conflict_batch: Any) -> torch.Tensor:
+        """Return L_g on the batch whose gradients conflicted."""
+        unperturbed = self.module(conflict_batch)
+        return sharpness(self.perturbed_losses(conflict_batch), unperturbed, self.weights, self.delta, self.absolute)
+
+    def __call__(self, batch: Any, conflict_batch: Any) -> ObjectiveValue:
+        losses = self.module(batch)
+        invariance = loss_invariance(losses, self.reference.to(losses.dtype))
+        sharp = self.sharpness_term(conflict_batch) if self.gamma else losses.new_zeros(())
+        total = self.invariance_weight * invariance - self.gamma * sharp
+        return ObjectiveValue(total=total, invariance=float(invariance.detach()), sharpness=float(sharp.detach()),
+                              losses=losses.detach())

@@ -1,0 +1,1 @@
+"""Shared parts of the dense-prediction benchmarks: SegNet-MTAN, the MTAN .npy loader, losses and metrics."""
