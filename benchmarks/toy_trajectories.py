@@ -75,7 +75,8 @@ def run_trajectory(method_name: str, start: Sequence[float], steps: int, lr: flo
     return torch.stack(visited).numpy()
 
 
-def plot_trajectories(trajectories: Mapping[str, Sequence[np.ndarray]], path: Path, scale: float = 0.1) -> None:
+def plot_trajectories(trajectories: Mapping[str, Sequence[np.ndarray]], path: Path, scale: float = 0.1,
+                      subtitle: str = "") -> None:
     """Draw one panel per method: trajectories on the contours of (L₁ + L₂)/2, starts and the Pareto set."""
     import matplotlib
 
@@ -105,7 +106,8 @@ def plot_trajectories(trajectories: Mapping[str, Sequence[np.ndarray]], path: Pa
         axis.set_ylim(-10, 10)
         axis.set_aspect("equal")
         axis.tick_params(labelsize=7)
-    figure.suptitle(f"Toy problem, scale of task 1 = {scale:g}: trajectories on (L1+L2)/2; grey = Pareto set")
+    figure.suptitle(f"Toy problem, scale of task 1 = {scale:g}: trajectories on (L1+L2)/2, grey = Pareto set"
+                    + (f"\n{subtitle}" if subtitle else ""))
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80)
@@ -131,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{name:9s} {time.perf_counter() - started:7.1f} s  end points "
               + "  ".join(f"({x:+.2f},{y:+.2f}) L=({l1:+.2f},{l2:+.2f})"
                           for (x, y), (l1, l2) in zip(final, final_losses)), flush=True)
-    plot_trajectories(trajectories, args.out, args.scale)
+    plot_trajectories(trajectories, args.out, args.scale, subtitle=f"Adam, {args.steps} steps, lr {args.lr:g}")
     print(f"wrote {args.out}")
 
 

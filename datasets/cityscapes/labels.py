@@ -54,7 +54,7 @@ TRAIN_ID_TABLE = _lookup_table(TRAIN_ID_CATEGORY)
 
 
 def detect_label_format(values: set[int]) -> str:
-    """Decide from the set of pixel values of all label files whether they hold labelIds or trainIds.
+    """Decide from the set of pixel values of all label files whether they are labelIds or trainIds.
 
     trainIds use 0..18 and 255; labelIds use 0..33 and never 255. Values 19..33 prove
     labelIds, 255 proves trainIds. Raise when the values prove both or neither, because
@@ -64,14 +64,14 @@ def detect_label_format(values: set[int]) -> str:
     has_label_only_ids = any(19 <= v <= 33 for v in values)
     unexpected = sorted(v for v in values if v > 33 and v != TRAIN_ID_VOID)
     if unexpected:
-        raise ValueError(f"label files hold values {unexpected[:10]} that are neither Cityscapes labelIds (0..33) "
+        raise ValueError(f"label files contain values {unexpected[:10]} that are neither Cityscapes labelIds (0..33) "
                          "nor trainIds (0..18, 255); check that --raw points at gtFine label images")
     if has_void_train_id and not has_label_only_ids:
         return "trainIds"
     if has_label_only_ids and not has_void_train_id:
         return "labelIds"
     reason = "both 255 and values 19..33" if has_void_train_id else "only values 0..18 and no 255"
-    raise ValueError(f"cannot tell labelIds from trainIds: the label files hold {reason}; "
+    raise ValueError(f"cannot tell labelIds from trainIds: the label files contain {reason}; "
                      "pass --label-format labelIds or --label-format trainIds")
 
 
