@@ -125,6 +125,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         epochs=cfg.dataset.epochs, lr=cfg.dataset.lr, weight_decay=cfg.dataset.get("weight_decay", 0.0),
         clip_grad_norm=clip_norm(cfg), seed=cfg.seed, max_train_batches=cfg.dataset.get("max_train_batches"),
         max_eval_batches=cfg.dataset.get("max_eval_batches"), batched_jacobian=cfg.batched_jacobian,
+        jacobian_chunk_size=cfg.jacobian_chunk_size,
         progress=cfg.progress, interrupt_after_steps=cfg.interrupt_after_steps,
     )
     run_info = {

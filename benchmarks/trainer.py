@@ -49,6 +49,7 @@ class TrainConfig:
     max_train_batches: int | None = None
     max_eval_batches: int | None = None
     batched_jacobian: bool = True
+    jacobian_chunk_size: int | None = 4
     progress: bool = True
     # Crash simulation for tests: the process kills itself (SIGKILL) after this many
     # training steps, leaving only what was already on disk.
@@ -100,7 +101,7 @@ class Trainer:
         self.cost = cost
         self.run_info = dict(run_info or {})
         self.state = RunState()
-        self.jacobian = JacobianComputer(batched=train_cfg.batched_jacobian)
+        self.jacobian = JacobianComputer(batched=train_cfg.batched_jacobian, chunk_size=train_cfg.jacobian_chunk_size)
         self.method.bind_task_names(benchmark.tasks)
 
         self.splits = benchmark.build_splits(train_cfg.seed)

@@ -220,3 +220,17 @@ def test_jacobian_batched_equals_loop():
     assert torch.allclose(batched, looped, atol=1e-6)
     row = torch.autograd.grad(losses[1], params, retain_graph=True)
     assert torch.allclose(looped[1], torch.cat([g.flatten() for g in row]))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, None])
+def test_jacobian_chunks_equal_full(chunk_size):
+    torch.manual_seed(0)
+    trunk = nn.Linear(3, 5)
+    x = torch.randn(6, 3)
+    z = trunk(x)
+    losses = torch.stack([z[:, k].pow(2).mean() for k in range(5)])
+    params = list(trunk.parameters())
+    expected = JacobianComputer(batched=False)(losses, params)
+    got = JacobianComputer(batched=True, chunk_size=chunk_size)(losses, params)
+    assert got.shape == (5, 3 * 5 + 5)
+    assert torch.allclose(got, expected, atol=1e-6)
