@@ -49,21 +49,29 @@ def comparable_config(cfg: DictConfig) -> dict[str, Any]:
     return data
 
 
+def changed_keys(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """Return the dotted keys whose values differ between two nested configs."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        keys: list[str] = []
+        for key in sorted(set(saved) | set(current), key=str):
+            keys += changed_keys(saved.get(key), current.get(key), f"{prefix}{key}.")
+        return keys
+    return [] if saved == current else [prefix.rstrip(".")]
+
+
 def check_same_config(run_dir: Path, cfg: DictConfig) -> None:
-    """Refuse to resume a run folder that was started with another configuration."""
+    """Reject a run folder that was started with another configuration."""
     saved_path = run_dir / "config.yaml"
-    current = comparable_config(cfg)
-    if saved_path.exists():
-        saved = comparable_config(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
-        if saved != current:
-            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-            raise SystemExit(
-                f"error: {run_dir} holds a run started with a different configuration (differs in: "
-                f"{', '.join(changed)}). Add run_name=<tag> to start a separate run, or delete that "
-                "folder to start over."
-            )
-    else:
-        atomic_write_text(saved_path, OmegaConf.to_yaml(cfg, resolve=True))
+    if not saved_path.exists():
+        return
+    saved = comparable_config(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
+    changed = changed_keys(saved, comparable_config(cfg))
+    if changed:
+        raise SystemExit(
+            f"error: {run_dir} holds a run started with a different configuration (differs in: "
+            f"{', '.join(changed[:8])}). Add run_name=<tag> to start a separate run, or delete that "
+            "folder to start over."
+        )
 
 
 def lock_run_dir(run_dir: Path):
@@ -96,6 +104,14 @@ def clip_norm(cfg: DictConfig) -> float | None:
     return float(cfg.clip_grad_norm) or None
 
 
+def warn_if_cost_idle(cfg: DictConfig) -> None:
+    """Log a warning when the COST start epoch lies beyond the last training epoch."""
+    start = cfg.cost.get("start_epoch", 0) if cfg.cost.get("enabled", False) else None
+    if start is not None and start >= cfg.dataset.epochs:
+        log.warning("COST never teleports in this run: cost.start_epoch=%d but dataset.epochs=%d. Lower "
+                    "cost.start_epoch (cost=quick starts at 0) to exercise it.", start, cfg.dataset.epochs)
+
+
 def build_cost(cfg: DictConfig):
     if not cfg.cost.get("enabled", False):
         return None
@@ -107,16 +123,26 @@ def build_cost(cfg: DictConfig):
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (or resume, or report) the run that ``cfg`` describes; return its summary row."""
     run_dir = run_dir_for(cfg)
+    check_same_config(run_dir, cfg)
     if (run_dir / SUMMARY).exists():
         log.info("%s is finished; its summary is kept. Delete the folder to train it again.", run_dir)
         return read_summary(run_dir / SUMMARY)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_run_dir(run_dir)
-    check_same_config(run_dir, cfg)
     file_handler = logging.FileHandler(run_dir / "train.log")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(file_handler)
+    try:
+        return train_locked(cfg, run_dir)
+    finally:
+        logging.getLogger().removeHandler(file_handler)
+        file_handler.close()
+        lock.close()
 
+
+def train_locked(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Build everything and train, with the run folder locked by the caller."""
+    warn_if_cost_idle(cfg)
     device = select_device(cfg.device)
     seed_everything(cfg.seed)
     benchmark = build_benchmark(cfg.dataset.name, cfg.dataset)
@@ -132,10 +158,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "dataset": cfg.dataset.name, "method": cfg.method.name, "cost": bool(cfg.cost.get("enabled", False)),
         "seed": cfg.seed, "profile": cfg.profile.name, "name": method_label(cfg), "device": str(device),
     }
-    logger = build_logger(cfg.logger)
-    trainer = Trainer(benchmark, method, train_cfg, run_dir, device, logger=None, cost=build_cost(cfg),
-                      run_info=run_info)
+    try:
+        trainer = Trainer(benchmark, method, train_cfg, run_dir, device, logger=None, cost=build_cost(cfg),
+                          run_info=run_info)
+    except FileNotFoundError as error:
+        log.error("%s", error)
+        raise SystemExit(f"error: {error}") from None
+
+    # The configuration is stored only once the data loaded, so that a failed start does
+    # not pin the folder to settings that never trained.
+    if not (run_dir / "config.yaml").exists():
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     resumed_from = (run_dir / CHECKPOINT).exists()
+    logger = build_logger(cfg.logger)
     logger.start(run_dir, OmegaConf.to_container(cfg, resolve=True), name=f"{run_info['name']}-s{cfg.seed}",
                  group=cfg.dataset.name, tags=[cfg.method.name, "cost" if run_info["cost"] else "no-cost",
                                                cfg.profile.name])
@@ -152,8 +187,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         logger.finish(exit_code=1)
         raise
     logger.finish()
-    logging.getLogger().removeHandler(file_handler)
-    lock.close()
     return summary
 
 

@@ -66,6 +66,11 @@ def test_finished_run_is_not_overwritten(tmp_path, data_root):
     assert "is finished" in again.stdout + again.stderr
     assert (summary.read_bytes(), summary.stat().st_mtime_ns) == before
 
+    changed = train(tmp_path, data_root, "logger=csv", "dataset.lr=0.5")
+    assert changed.returncode != 0
+    assert "dataset.lr" in changed.stderr
+    assert (summary.read_bytes(), summary.stat().st_mtime_ns) == before
+
 
 def test_changed_config_rejects_run_folder(tmp_path, data_root):
     killed = train(tmp_path, data_root, "logger=csv", "interrupt_after_steps=2")

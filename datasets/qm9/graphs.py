@@ -242,7 +242,7 @@ def write_cache(graphs: QM9Graphs, path: Path) -> None:
 def read_cache(path: Path) -> QM9Graphs:
     """Load a cache written by ``write_cache``; raise QM9CacheError when it is unreadable."""
     path = Path(path)
-    fix = "delete it and load again to rebuild it (python -m benchmarks.build_qm9 rebuilds the full set)"
+    fix = "delete it and run the same command again to rebuild it"
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
