@@ -76,7 +76,7 @@ class GramianMethod(Method):
                  **hparams: Any):
         super().__init__(num_tasks, device, **hparams)
         if not 0 <= zero_grad_rel_tol < 1:
-            raise ValueError(f"zero_grad_rel_tol={zero_grad_rel_tol} must lie in [0, 1)")
+            raise ValueError(f"invalid zero_grad_rel_tol={zero_grad_rel_tol}; expected a value in [0, 1)")
         self.zero_grad_rel_tol = float(zero_grad_rel_tol)
         self.step = 0
         self.epoch = 0

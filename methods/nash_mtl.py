@@ -36,7 +36,15 @@ LEAST_SQUARES_RESIDUAL = 1e-6
 
 
 class NashSolverError(RuntimeError):
-    """A convex subproblem of Nash-MTL had no solution (solver error, infeasible, or no value)."""
+    """A convex subproblem of Nash-MTL had no solution (solver error, infeasible, or no value).
+
+    ``outside`` lists the positions (among the tasks passed to the solver) whose ⟨g_k, Jᵀα⟩
+    is not positive at the linearisation point, where log (Gα)_k is undefined.
+    """
+
+    def __init__(self, message: str, outside: list[int] | None = None):
+        super().__init__(message)
+        self.outside = outside or []
 
 
 def require_solver(solver: str) -> None:
@@ -74,37 +82,33 @@ class NashSubproblem:
         """Return the minimiser for the linearisation at ``previous``, or raise NashSolverError."""
         import cvxpy as cp
 
+        outside = np.flatnonzero(normalized_gramian @ previous <= 0).tolist()
         with np.errstate(divide="ignore", invalid="ignore"):
             phi_gradient = 1.0 / previous + normalized_gramian @ (1.0 / (normalized_gramian @ previous))
         if not np.all(np.isfinite(phi_gradient)):
-            raise NashSolverError("the linearisation point gives a task ⟨g_k, Jᵀα⟩ = 0, where log (Gα)_k is "
-                                  "undefined")
+            raise NashSolverError("the linearisation is not finite", outside)
         self.gramian.value = normalized_gramian
         self.linear_cost.value = normalized_gramian.sum(axis=0) + phi_gradient / scale
         self.log_scale.value = math.log(scale)
         try:
             self.problem.solve(solver=self.solver, max_iters=self.max_solver_iterations)
         except cp.SolverError as error:
-            raise NashSolverError(f"{self.solver} raised: {error}") from error
+            raise NashSolverError(f"{self.solver} raised: {error}", outside) from error
         value = self.alpha.value
         if self.problem.status not in SOLVED_STATUSES or value is None or not np.all(np.isfinite(value)):
-            message = f"{self.solver} returned status {self.problem.status!r}"
-            outside = np.flatnonzero(normalized_gramian @ previous <= 0)
-            if outside.size:
-                message += (f"; the linearisation point gives task(s) {outside.tolist()} a non-positive "
-                            "⟨g_k, Jᵀα⟩, where log (Gα)_k is undefined")
-            raise NashSolverError(message)
+            raise NashSolverError(f"{self.solver} returned status {self.problem.status!r}", outside)
         return np.asarray(value, dtype=np.float64)
 
 
 def nash_mtl_weights(gramian: torch.Tensor, start: np.ndarray, subproblem: NashSubproblem,
-                     max_iterations: int = 20, tolerance: float = 1e-6) -> tuple[np.ndarray, int, str | None]:
-    """Run the sequence of convex problems from ``start``; return (α, solves, failure message).
+                     max_iterations: int = 20,
+                     tolerance: float = 1e-6) -> tuple[np.ndarray, int, NashSolverError | None]:
+    """Run the sequence of convex problems from ``start``; return (α, solves, failure).
 
     The loop stops when an iterate moves less than ``tolerance`` (Euclidean) and then
     returns the iterate before that move, as the reference code does, or after
     ``max_iterations`` solves. When a solve fails the last good iterate is returned
-    (``start`` if the first solve fails) with the failure message.
+    (``start`` if the first solve fails) with the error.
     """
     matrix = gramian.detach().cpu().double().numpy()
     scale = float(np.linalg.norm(matrix))
@@ -115,7 +119,7 @@ def nash_mtl_weights(gramian: torch.Tensor, start: np.ndarray, subproblem: NashS
         try:
             candidate = subproblem.solve(normalized, scale, alpha)
         except NashSolverError as error:
-            return alpha, solves, str(error)
+            return alpha, solves, error
         solves += 1
         if np.linalg.norm(candidate - alpha) < tolerance:
             break
@@ -131,10 +135,10 @@ class NashMTL(GramianMethod):
     clipping of the shared gradient to norm 1.0 is the config's ``clip_grad_norm``. α
     starts at ones.
 
-    A failed solve is never silent: the step keeps the previous step's α (or the last good
-    iterate of this step), the failure is logged with the step number (the first five of
-    each epoch), and it is counted under ``solver_failures`` (the trainer logs the count
-    per epoch as ``method/solver_failures``). A missing solver raises at construction.
+    A failed solve is never silent. The step keeps the previous step's α (or the last good
+    iterate of this step) and logs the failure with the step number (the first five of
+    each epoch). Every failure is counted under ``solver_failures``, which the trainer logs
+    per epoch as ``method/solver_failures``. A missing solver raises at construction.
 
     The reference code keeps the previous α as well, silently. Its first linearisation
     point is α = 1, where a task whose gradient opposes the sum of all task gradients
@@ -195,14 +199,19 @@ class NashMTL(GramianMethod):
         self.previous_alpha = full
         return self._result(alpha, gramian, {"nash_solves": float(solves)})
 
-    def _log_failure(self, failure: str, kept_from: str, alpha: np.ndarray) -> None:
+    def _log_failure(self, failure: NashSolverError, kept_from: str, alpha: np.ndarray) -> None:
         if self._failures_logged_epoch != self.epoch:
             self._failures_logged_epoch = self.epoch
             self._failures_logged = 0
         self._failures_logged += 1
         if self._failures_logged <= LOGGED_FAILURES_PER_EPOCH:
+            reason = str(failure)
+            if failure.outside:
+                kept = self.kept_tasks.tolist()
+                names = ", ".join(self.task_label(kept[k]) for k in failure.outside)
+                reason += f"; at the linearisation point ⟨g_k, Jᵀα⟩ ≤ 0 for task(s) {names}, where log (Gα)_k is undefined"
             log.warning("Nash-MTL step %d (epoch %d): solver failure (%s); using %s: %s", self.step, self.epoch,
-                        failure, kept_from, np.array2string(alpha, precision=4))
+                        reason, kept_from, np.array2string(alpha, precision=4))
         if self._failures_logged == LOGGED_FAILURES_PER_EPOCH:
             log.warning("Nash-MTL epoch %d: %d solver failures logged; later ones this epoch are only counted "
                         "(method/%s)", self.epoch, LOGGED_FAILURES_PER_EPOCH, SOLVER_FAILURE_COUNTER)
