@@ -14,6 +14,7 @@ TRIGGERS = ("dominated", "any", "weak")
 ADAPTERS = ("lora", "loha", "lokr", "oft", "full")
 SHARPNESS_GRADS = ("functional", "copy")
 SHARPNESS_PARAMS = ("shared", "all")
+OBJECTIVE_BACKWARDS = ("sequential", "joint")
 HTR_MODES = ("on", "off", "released")
 HTR_SCOPES = ("moved", "all")
 HTR_REFERENCES = ("gradient", "descent")
@@ -46,6 +47,9 @@ class CostConfig:
     adapter, ``copy`` evaluates them on a detached copy (released code).
     ``sharpness_abs``: use |L(θ'+ε) − L(θ')| (released code) instead of the signed difference.
     ``sharpness_params``: perturb the ``shared`` parameters or ``all`` parameters (released).
+    ``objective_backward``: ``sequential`` differentiates the objective one forward pass at
+    a time (memory of one pass, about n/3 extra forward passes without a graph); ``joint``
+    keeps all n + 2 graphs alive and differentiates once. Both give the same gradient.
 
     Historical trajectory reuse: ``htr`` ``on`` | ``off`` | ``released`` (the released
     Cityscapes trainer: betas restored before the step so σ > 0 has no effect, and σ ≤ 0
@@ -81,6 +85,7 @@ class CostConfig:
     sharpness_grad: str = "functional"
     sharpness_abs: bool = False
     sharpness_params: str = "shared"
+    objective_backward: str = "sequential"
 
     htr: str = "on"
     htr_scope: str = "moved"
@@ -110,6 +115,7 @@ class CostConfig:
             "adapter": (self.adapter, ADAPTERS),
             "sharpness_grad": (self.sharpness_grad, SHARPNESS_GRADS),
             "sharpness_params": (self.sharpness_params, SHARPNESS_PARAMS),
+            "objective_backward": (self.objective_backward, OBJECTIVE_BACKWARDS),
             "htr": (self.htr, HTR_MODES),
             "htr_scope": (self.htr_scope, HTR_SCOPES),
             "htr_reference": (self.htr_reference, HTR_REFERENCES),

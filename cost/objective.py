@@ -15,6 +15,12 @@ uses invariance_weight 1 and γ = 0.1; the released code uses 10 and 0.5.
 The pure functions below act on loss tensors; :class:`TeleportObjective` does the
 autograd plumbing (``torch.func.functional_call`` on θ' + ε, so that the perturbed losses
 stay differentiable with respect to the adapter).
+
+Differentiating the whole objective at once keeps n + 2 forward graphs alive, which does
+not fit in memory for SegNet-MTAN at full resolution. :meth:`TeleportObjective.gradients`
+with ``backward="sequential"`` gives the same gradient with one graph alive at a time: the
+max over directions selects one direction per task, so L_g is a sum of single forward
+passes that can be differentiated one after the other.
 """
 from __future__ import annotations
 
@@ -63,6 +69,9 @@ def random_directions(params: Sequence[torch.Tensor], delta: float, generator: t
     return directions
 
 
+BACKWARDS = ("joint", "sequential")
+
+
 class TaskLossModule(nn.Module):
     """Wrap a model so that ``torch.func.functional_call`` can evaluate the K task losses.
 
@@ -103,7 +112,9 @@ class TeleportObjective:
                  reference: torch.Tensor, weights: torch.Tensor, perturbed_params: Sequence[torch.Tensor],
                  generator: torch.Generator, invariance_weight: float = 1.0, gamma: float = 0.1,
                  delta: float = 1e-4, directions: int = 5, sharpness_grad: str = "functional",
-                 absolute: bool = False):
+                 absolute: bool = False, backward: str = "joint"):
+        if backward not in BACKWARDS:
+            raise ValueError(f"backward={backward!r} is invalid; use one of {', '.join(BACKWARDS)}")
         self.module = TaskLossModule(model, losses_of)
         self.reference = reference.detach()
         self.weights = weights.detach()
@@ -121,13 +132,18 @@ class TeleportObjective:
         self.directions = directions
         self.sharpness_grad = sharpness_grad
         self.absolute = absolute
+        self.backward = backward
+
+    def _moved(self) -> dict[str, torch.Tensor]:
+        """Draw the next random direction; return the perturbed tensors θ' + ε by name."""
+        steps = random_directions([p for _, p in self.perturbed], self.delta, self.generator)
+        return {name: p.detach() + step for (name, p), step in zip(self.perturbed, steps)}
 
     def perturbed_losses(self, batch: Any) -> torch.Tensor:
         """Return the n × K losses L_k(θ' + ε_s) for fresh random directions."""
         rows = []
         for _ in range(self.directions):
-            steps = random_directions([p for _, p in self.perturbed], self.delta, self.generator)
-            moved = {name: p.detach() + step for (name, p), step in zip(self.perturbed, steps)}
+            moved = self._moved()
             if self.sharpness_grad == "copy":
                 with torch.no_grad():
                     rows.append(torch.func.functional_call(self.module, moved, (batch,)))
@@ -147,3 +163,59 @@ class TeleportObjective:
         total = self.invariance_weight * invariance - self.gamma * sharp
         return ObjectiveValue(total=total, invariance=float(invariance.detach()), sharpness=float(sharp.detach()),
                               losses=losses.detach())
+
+    def gradients(self, batch: Any, conflict_batch: Any,
+                  params: Sequence[torch.Tensor]) -> tuple[ObjectiveValue, list[torch.Tensor | None]]:
+        """Return the objective (``total`` detached) and its gradient with respect to ``params``.
+
+        ``joint`` differentiates :meth:`__call__`. ``sequential`` first evaluates every loss
+        without a graph and picks, per task k, the direction s_k that attains the max in
+        L_g; then L_g = (1/K) Σ_k c_k (L_k(θ' + ε_{s_k}) − L_k(θ')) with fixed c_k
+        (R_k / δ, times the sign of the difference when ``absolute``). One forward and
+        backward pass on ``batch``, one on ``conflict_batch`` and one per distinct s_k (only
+        with ``sharpness_grad="functional"``) accumulate the same gradient as ``joint``.
+        The directions are drawn again from the generator state saved before the first
+        pass, so the generator ends where ``joint`` leaves it.
+        """
+        params = list(params)
+        if self.backward == "joint":
+            value = self(batch, conflict_batch)
+            grads = torch.autograd.grad(value.total, params, allow_unused=True)
+            return ObjectiveValue(value.total.detach(), value.invariance, value.sharpness, value.losses), list(grads)
+
+        grads: list[torch.Tensor | None] = [None] * len(params)
+
+        def accumulate(scalar: torch.Tensor) -> None:
+            for index, grad in enumerate(torch.autograd.grad(scalar, params, allow_unused=True)):
+                if grad is not None:
+                    grads[index] = grad if grads[index] is None else grads[index] + grad
+
+        losses = self.module(batch)
+        invariance = loss_invariance(losses, self.reference.to(losses.dtype))
+        accumulate(self.invariance_weight * invariance)
+        losses = losses.detach()
+        sharp = losses.new_zeros(())
+        if self.gamma:
+            state = self.generator.get_state()
+            with torch.no_grad():
+                unperturbed = self.module(conflict_batch)
+                perturbed = self.perturbed_losses(conflict_batch)
+            sharp = sharpness(perturbed, unperturbed, self.weights, self.delta, self.absolute)
+            rise = perturbed - unperturbed.unsqueeze(0)
+            chosen = (rise.abs() if self.absolute else rise).mul(self.weights.to(rise.dtype).unsqueeze(0)).argmax(dim=0)
+            picked = rise.gather(0, chosen.unsqueeze(0)).squeeze(0)
+            sign = picked.sign() if self.absolute else torch.ones_like(picked)
+            # d(−γ L_g) = Σ_k coefficient_k (dL_k(θ' + ε_{s_k}) − dL_k(θ')).
+            num_tasks = len(picked)
+            coefficient = -self.gamma * self.weights.to(rise.dtype) * sign / (self.delta * num_tasks)
+            accumulate(-(coefficient * self.module(conflict_batch)).sum())
+            self.generator.set_state(state)
+            for direction in range(self.directions):
+                moved = self._moved()
+                tasks = chosen == direction
+                if self.sharpness_grad == "functional" and bool(tasks.any()):
+                    moved_losses = torch.func.functional_call(self.module, moved, (conflict_batch,))
+                    accumulate((coefficient * tasks.to(coefficient.dtype) * moved_losses).sum())
+        total = self.invariance_weight * invariance.detach() - self.gamma * sharp
+        return ObjectiveValue(total=total, invariance=float(invariance.detach()), sharpness=float(sharp),
+                              losses=losses), grads

@@ -154,6 +154,7 @@ def _optimise_adapter(model: nn.Module, losses_of: LossesOf, data: TrainingBatch
         model, losses_of, reference, weights, perturbed_params, generator,
         invariance_weight=config.invariance_weight, gamma=config.gamma, delta=config.delta,
         directions=config.directions, sharpness_grad=config.sharpness_grad, absolute=config.sharpness_abs,
+        backward=config.objective_backward,
     )
     optimizer = torch.optim.Adam(adapter.parameters, lr=lr)
     if config.inner_steps is not None:
@@ -164,12 +165,11 @@ def _optimise_adapter(model: nn.Module, losses_of: LossesOf, data: TrainingBatch
     summary = {"steps": 0, "finite": False, "objective_first": float("nan"), "objective_last": float("nan"),
                "invariance_last": float("nan"), "sharpness_last": float("nan")}
     for batch in batches:
-        value = objective(batch, conflict_batch)
-        total = float(value.total.detach())
+        value, grads = objective.gradients(batch, conflict_batch, adapter.parameters)
+        total = float(value.total)
         if summary["steps"] == 0:
             summary["objective_first"] = total
         summary.update(objective_last=total, invariance_last=value.invariance, sharpness_last=value.sharpness)
-        grads = torch.autograd.grad(value.total, adapter.parameters, allow_unused=True)
         summary["finite"] = math.isfinite(total) and all(g is None or bool(torch.isfinite(g).all()) for g in grads)
         if not summary["finite"]:
             break

@@ -118,3 +118,35 @@ def test_perturbed_params_must_belong_to_model():
     with pytest.raises(ValueError, match="parameters to perturb"):
         TeleportObjective(model, losses_of, torch.zeros(2), torch.ones(2), [torch.zeros(3)],
                           torch.Generator())
+
+
+@pytest.mark.parametrize("sharpness_grad", ["functional", "copy"])
+@pytest.mark.parametrize("absolute", [False, True])
+def test_sequential_backward_equals_joint(sharpness_grad: str, absolute: bool):
+    results = {}
+    for backward in ("joint", "sequential"):
+        objective, adapter, batch = objective_with_adapter(sharpness_grad)
+        objective.absolute = absolute
+        objective.backward = backward
+        # A reference away from the current losses, so the invariance term has a gradient too.
+        objective.reference = objective.reference + torch.tensor([0.3, -0.2])
+        conflict = (batch[0] * 0.5, batch[1])
+        value, grads = objective.gradients(batch, conflict, adapter.parameters)
+        results[backward] = (value, grads, objective.generator.get_state())
+    joint, sequential = results["joint"], results["sequential"]
+    assert sequential[0].total.item() == pytest.approx(joint[0].total.item(), rel=1e-6)
+    assert sequential[0].sharpness == pytest.approx(joint[0].sharpness, rel=1e-6)
+    assert not sequential[0].total.requires_grad
+    assert sum(g.abs().sum() for g in joint[1] if g is not None) > 0
+    for expected, actual in zip(joint[1], sequential[1]):
+        assert (expected is None) == (actual is None)
+        if expected is not None:
+            torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-7)
+    assert torch.equal(joint[2], sequential[2]), "the generator must end in the same state"
+
+
+def test_unknown_backward_is_rejected():
+    model = TwoTaskNet()
+    with pytest.raises(ValueError, match="backward='twice'"):
+        TeleportObjective(model, losses_of, torch.zeros(2), torch.ones(2), list(model.trunk.parameters()),
+                          torch.Generator(), backward="twice")
