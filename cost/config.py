@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-TRIGGERS = ("dominated", "any", "weak")
+TRIGGERS = ("dominated", "any", "weak", "always")
 ADAPTERS = ("lora", "loha", "lokr", "oft", "full")
 SHARPNESS_GRADS = ("functional", "copy")
 SHARPNESS_PARAMS = ("shared", "all")
@@ -27,7 +27,8 @@ class CostConfig:
     Trigger (checked on the per-task gradients of the shared parameters):
       ``trigger``: ``dominated`` fires when cos(g_min, g_0) < −τ (g_min: task gradient of
       smallest norm, g_0: mean task gradient); ``any`` (released code) fires when
-      min_k cos(g_k, g_0) ≤ −τ; ``weak`` fires when some pair has cos(g_i, g_j) < −τ.
+      min_k cos(g_k, g_0) ≤ −τ; ``weak`` fires when some pair has cos(g_i, g_j) < −τ;
+      ``always`` fires at every check (for timing a teleport or exercising it on tiny data).
       ``tau`` ≥ 0 is this suite's stand-in for the paper's stricter many-task condition.
       ``start_epoch``: no teleport before this epoch (0-based). ``max_per_epoch``: cap per
       epoch, null for no cap.

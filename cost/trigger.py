@@ -87,7 +87,9 @@ class Trigger:
     ``dominated`` (the paper's default): cos(g_min, g_0) < −τ.
     ``any`` (the released code): min_k cos(g_k, g_0) ≤ −τ.
     ``weak`` (the paper's ablation): min_{i<j} cos(g_i, g_j) < −τ.
-    The paper uses a stricter, unpublished condition with many tasks (CelebA); the
+    ``always``: fires at every check (within ``start_epoch`` and ``max_per_epoch``); it
+    is not a method variant but a way to time a teleport or exercise it on tiny samples.
+    Its recorded statistic is cos(g_min, g_0). The paper uses a stricter, unpublished condition with many tasks (CelebA); the
     threshold τ ≥ 0 is this suite's stand-in for it. A NaN cosine never fires.
     """
 
@@ -96,16 +98,18 @@ class Trigger:
 
     def statistic(self, geometry: GradientGeometry) -> float:
         """Return the cosine that this variant compares with −τ."""
-        if self.variant == "dominated":
+        if self.variant in ("dominated", "always"):
             return geometry.dominated_cosine
         if self.variant == "any":
             return geometry.min_cosine
         if self.variant == "weak":
             return geometry.min_pair_cosine
-        raise ValueError(f"unknown trigger variant {self.variant!r}; use dominated, any or weak")
+        raise ValueError(f"unknown trigger variant {self.variant!r}; use dominated, any, weak or always")
 
     def fires(self, cosine: float) -> bool:
         """Apply the variant's comparison to its statistic."""
+        if self.variant == "always":
+            return True
         if cosine != cosine:  # NaN
             return False
         if self.variant == "any":

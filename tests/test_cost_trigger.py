@@ -24,10 +24,10 @@ ALIGNED = jacobian((1.0, 0.2), (2.0, 0.5), (0.5, 0.0))
 
 
 @pytest.mark.parametrize("matrix, expected", [
-    (DOMINATED, {"dominated": True, "any": True, "weak": True}),
-    (ANY_ONLY, {"dominated": False, "any": True, "weak": True}),
-    (WEAK_ONLY, {"dominated": False, "any": False, "weak": True}),
-    (ALIGNED, {"dominated": False, "any": False, "weak": False}),
+    (DOMINATED, {"dominated": True, "any": True, "weak": True, "always": True}),
+    (ANY_ONLY, {"dominated": False, "any": True, "weak": True, "always": True}),
+    (WEAK_ONLY, {"dominated": False, "any": False, "weak": True, "always": True}),
+    (ALIGNED, {"dominated": False, "any": False, "weak": False, "always": True}),
 ])
 def test_trigger_variants_fire_exactly(matrix, expected):
     geometry = GradientGeometry.of(matrix)
@@ -62,6 +62,13 @@ def test_any_fires_at_zero_but_dominated_does_not():
     assert not Trigger("any", tau=0.1).fires(0.0)
 
 
+def test_always_fires_even_without_a_defined_cosine():
+    geometry = GradientGeometry.of(torch.zeros(3, 4))
+    trigger = Trigger("always")
+    assert trigger.fires(trigger.statistic(geometry))
+    assert trigger.statistic(GradientGeometry.of(DOMINATED)) == pytest.approx(GradientGeometry.of(DOMINATED).dominated_cosine)
+
+
 def test_zero_gradients_never_fire():
     geometry = GradientGeometry.of(torch.zeros(3, 4))
     for variant in ("dominated", "any", "weak"):
@@ -91,5 +98,5 @@ def test_cosine_helpers_mark_zero_vectors_nan():
 
 
 def test_unknown_variant_raises():
-    with pytest.raises(ValueError, match="dominated, any or weak"):
+    with pytest.raises(ValueError, match="dominated, any, weak or always"):
         Trigger("sometimes").statistic(GradientGeometry.of(ALIGNED))
