@@ -64,7 +64,7 @@ class StepContext:
     batch: Any
     epoch: int
     step: int
-    losses: torch.Tensor
+    losses: torch.Tensor | None
     jacobian: torch.Tensor | None
 
     def forward_losses(self, batch: Any | None = None, model: torch.nn.Module | None = None) -> torch.Tensor:
@@ -186,10 +186,14 @@ class Trainer:
         if self.method.needs_jacobian or (self.cost is not None and self.cost.wants_jacobian(epoch)):
             jacobian = self.jacobian(losses, self.shared_params)
         if self.cost is not None:
+            # The context holds the only reference to the step's graph, so that a teleport can
+            # free it before building its own; it sets context.losses to None when it does.
             context = StepContext(self, batch, epoch, step, losses, jacobian)
+            del losses
             if self.cost.maybe_teleport(context):
-                losses = context.forward_losses()
-                jacobian = None
+                losses, jacobian = context.forward_losses(), None
+            else:
+                losses = context.forward_losses() if context.losses is None else context.losses
 
         self.optimizer.zero_grad(set_to_none=True)
         self.apply_method(losses, jacobian)

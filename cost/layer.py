@@ -89,6 +89,9 @@ class CostLayer:
         if not self.trigger.fires(cosine):
             return False
         self.stats["conflicts"] += 1
+        # Release the step's graph before the teleport builds its own; the trainer recomputes
+        # the losses when ctx.losses is None.
+        ctx.losses = None
 
         outcome = run_teleport(
             trainer.model, _losses_of(trainer), self._training_batches(trainer), ctx.batch, self.config,

@@ -300,3 +300,32 @@ def test_released_options_run_end_to_end(tmp_path):
     assert records[0]["merged"]
     assert records[0]["htr_action"] == ("none" if records[0]["sigma"] > 0 else "reset_state")
     assert math.isfinite(records[0]["sharpness_last"])
+
+
+def test_step_graph_is_released_before_the_teleport(tmp_path, monkeypatch):
+    import gc
+    import weakref
+
+    import cost.layer
+
+    trainer, layer = make_trainer(tmp_path, epochs=1)
+    step_losses = []
+    task_losses = trainer.benchmark.task_losses
+
+    def recording_task_losses(outputs, batch):
+        losses = task_losses(outputs, batch)
+        step_losses.append(weakref.ref(losses))
+        return losses
+
+    alive_at_teleport = []
+
+    def checking_run_teleport(*args, **kwargs):
+        gc.collect()
+        alive_at_teleport.append(step_losses[0]() is not None)
+        return run_teleport(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.benchmark, "task_losses", recording_task_losses)
+    monkeypatch.setattr(cost.layer, "run_teleport", checking_run_teleport)
+    trainer.fit()
+    assert alive_at_teleport == [False], "the training step's loss graph was alive during the teleport"
+    assert len(trainer.state.records[RECORD_TABLE]) == 1
