@@ -144,7 +144,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
         for step in range(args.warmup):
             trainer.train_step(batch, epoch=WARMUP_EPOCH, step=step)
-        plain_seconds, plain_cpu_seconds, teleport_seconds = [], [], []
+        plain_seconds, plain_cpu_seconds, teleport_seconds, teleport_cpu_seconds = [], [], [], []
         load_before = os.getloadavg()[0]
         for step in range(args.warmup, args.warmup + args.steps):
             before = teleports()
@@ -153,6 +153,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             elapsed, cpu_elapsed = time.perf_counter() - started, time.process_time() - cpu_started
             if teleports() > before:
                 teleport_seconds.append(elapsed)
+                teleport_cpu_seconds.append(cpu_elapsed)
             else:
                 plain_seconds.append(elapsed)
                 plain_cpu_seconds.append(cpu_elapsed)
@@ -169,6 +170,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "step_cpu_s_median": statistics.median(plain_cpu_seconds) if plain_cpu_seconds else None,
             "teleport_steps": len(teleport_seconds),
             "teleport_step_s_median": statistics.median(teleport_seconds) if teleport_seconds else None,
+            "teleport_step_cpu_s_median": statistics.median(teleport_cpu_seconds) if teleport_cpu_seconds else None,
             "peak_mb": peak_resident_mb(),
             "load_average_before": load_before, "load_average_after": os.getloadavg()[0],
         }
