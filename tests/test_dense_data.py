@@ -180,3 +180,15 @@ def test_resumed_loader_replays_same_batches(nyuv2_root):
 def test_bad_depth_scaling_rejected():
     with pytest.raises(ValueError, match="depth_scaling"):
         DenseAugmentation(seed=0, depth_scaling="square")
+
+
+def test_synthetic_command_writes_the_layout_and_refuses_a_full_folder(tmp_path, capsys):
+    from datasets.dense.synthetic import main
+
+    main(["--dataset", "cityscapes", "--root", str(tmp_path), "--train", "2", "--test", "1"])
+    assert sorted(p.name for p in (tmp_path / "cityscapes" / "train").iterdir()) == ["depth", "image", "label_7"]
+    assert len(list((tmp_path / "cityscapes" / "val" / "image").glob("*.npy"))) == 1
+    assert np.load(tmp_path / "cityscapes" / "train" / "image" / "1.npy").shape == (128, 256, 3)
+    with pytest.raises(SystemExit):
+        main(["--dataset", "cityscapes", "--root", str(tmp_path)])
+    assert "is not empty" in capsys.readouterr().err

@@ -70,3 +70,27 @@ def write_synthetic_cityscapes(root: Path, train: int = 4, test: int = 4, height
     """Cityscapes layout: 7 classes in ``label_7``, inverse depth (0.01..0.45)."""
     return write_synthetic_mtan(root, CITYSCAPES_FOLDERS, 7, height, width, {"train": train, "val": test},
                                 depth_range=(0.01, 0.45), seed=seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write generated data for ``python -m benchmarks.train dataset=<name> data_root=<root>``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write generated arrays in the MTAN .npy layout (no real "
+                                                 "images: for trying the pipeline, not for results).")
+    parser.add_argument("--dataset", choices=("nyuv2", "cityscapes"), required=True)
+    parser.add_argument("--root", type=Path, required=True, help="data root; the arrays go to <root>/<dataset>")
+    parser.add_argument("--train", type=int, default=16, help="training samples")
+    parser.add_argument("--test", type=int, default=8, help="test samples (the val/ folder of the release)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    target = args.root / args.dataset
+    if target.exists() and any(target.iterdir()):
+        parser.error(f"{target} is not empty; remove it or choose another --root")
+    writer = write_synthetic_nyuv2 if args.dataset == "nyuv2" else write_synthetic_cityscapes
+    writer(target, train=args.train, test=args.test, seed=args.seed)
+    print(f"wrote {args.train} train and {args.test} test samples to {target}")
+
+
+if __name__ == "__main__":
+    main()
