@@ -110,3 +110,24 @@ def test_command_line_reports_error_and_exit(tmp_path, capsys):
         cityscapes_download.main(["--root", str(tmp_path)])
     assert "HTML page" in str(exit_info.value.code)
     assert "datasets.cityscapes.prepare" in str(exit_info.value.code)
+
+
+@pytest.mark.parametrize("module", [nyuv2_download, cityscapes_download], ids=["nyuv2", "cityscapes"])
+def test_download_command_exits_with_manual_steps(tmp_path, module):
+    name = module.__name__.split(".")[1]
+    (tmp_path / f"{name}.zip").write_bytes(HTML_PAGE)
+    with pytest.raises(SystemExit) as error:
+        module.main(["--root", str(tmp_path)])
+    message = str(error.value.code)
+    assert message.startswith("error: ")
+    assert "HTML page" in message
+    assert str(tmp_path / name / "train" / "image") in message
+
+
+@pytest.mark.parametrize("module", [nyuv2_download, cityscapes_download], ids=["nyuv2", "cityscapes"])
+def test_download_command_keeps_installed_release(tmp_path, module):
+    name = module.__name__.split(".")[1]
+    for item in module.REQUIRED:
+        (tmp_path / name / item).mkdir(parents=True)
+    module.main(["--root", str(tmp_path)])
+    assert not (tmp_path / f"{name}.zip").exists()

@@ -10,12 +10,10 @@ files instead, use ``python -m datasets.cityscapes.prepare``.
 """
 from __future__ import annotations
 
-import argparse
-import logging
 from pathlib import Path
 from typing import Sequence
 
-from datasets.dense.download import DownloadError, download_release
+from datasets.dense.download import run_download_command
 
 ARCHIVE_URL = "https://www.dropbox.com/s/lg2ktu7o8hzwf99/cityscapes2.zip?dl=0"
 FOLDER_URL = "https://www.dropbox.com/sh/gaw6vh6qusoyms6/AADwWi0Tp3E3M4B2xzeGlsEna?dl=0"
@@ -33,16 +31,7 @@ def manual_steps(root: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Download the MTAN Cityscapes release into <root>/cityscapes.")
-    parser.add_argument("--root", type=Path, default=Path("data"), help="data root folder (default: data)")
-    parser.add_argument("--keep-archive", action="store_true", help="keep cityscapes.zip after unpacking")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        download_release("cityscapes", ARCHIVE_URL, args.root, REQUIRED, ARCHIVE_SHA256, manual_steps(args.root),
-                         keep_archive=args.keep_archive)
-    except DownloadError as error:
-        raise SystemExit(f"error: {error}") from None
+    run_download_command("cityscapes", ARCHIVE_URL, REQUIRED, ARCHIVE_SHA256, manual_steps, argv)
 
 
 if __name__ == "__main__":

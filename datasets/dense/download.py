@@ -7,6 +7,7 @@ raises :class:`DownloadError` with the manual steps.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import shutil
@@ -14,7 +15,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -147,3 +148,18 @@ def download_release(name: str, url: str, root: Path, required: Sequence[str], s
         archive.unlink()
     log.info("installed %s in %s", name, target)
     return target
+
+
+def run_download_command(name: str, url: str, required: Sequence[str], sha256: str | None,
+                         manual_steps: Callable[[Path], str], argv: Sequence[str] | None = None) -> None:
+    """Parse ``--root`` and ``--keep-archive`` and install the release; exit with the error on failure."""
+    parser = argparse.ArgumentParser(description=f"Download the MTAN release of {name} into <root>/{name}.")
+    parser.add_argument("--root", type=Path, default=Path("data"), help="data root folder (default: data)")
+    parser.add_argument("--keep-archive", action="store_true", help=f"keep {name}.zip after unpacking")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        download_release(name, url, args.root, required, sha256, manual_steps(args.root),
+                         keep_archive=args.keep_archive)
+    except DownloadError as error:
+        raise SystemExit(f"error: {error}") from None

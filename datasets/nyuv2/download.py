@@ -8,12 +8,10 @@ the SHA-256 of the downloaded file is logged instead of checked.
 """
 from __future__ import annotations
 
-import argparse
-import logging
 from pathlib import Path
 from typing import Sequence
 
-from datasets.dense.download import DownloadError, download_release
+from datasets.dense.download import run_download_command
 
 ARCHIVE_URL = "https://www.dropbox.com/s/p2nn02wijg7peiy/nyuv2.zip?dl=0"
 FOLDER_URL = "https://www.dropbox.com/sh/86nssgwm6hm3vkb/AACrnUQ4GxpdrBbLjb6n-mWNa?dl=0"
@@ -29,16 +27,7 @@ def manual_steps(root: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Download the MTAN NYUv2 release into <root>/nyuv2.")
-    parser.add_argument("--root", type=Path, default=Path("data"), help="data root folder (default: data)")
-    parser.add_argument("--keep-archive", action="store_true", help="keep nyuv2.zip after unpacking")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        download_release("nyuv2", ARCHIVE_URL, args.root, REQUIRED, ARCHIVE_SHA256, manual_steps(args.root),
-                         keep_archive=args.keep_archive)
-    except DownloadError as error:
-        raise SystemExit(f"error: {error}") from None
+    run_download_command("nyuv2", ARCHIVE_URL, REQUIRED, ARCHIVE_SHA256, manual_steps, argv)
 
 
 if __name__ == "__main__":
