@@ -30,6 +30,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from cost.config import OBJECTIVE_BACKWARDS
+
 
 def loss_invariance(losses: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Return L_t = mean_k |L_k − L_k*|."""
@@ -67,9 +69,6 @@ def random_directions(params: Sequence[torch.Tensor], delta: float, generator: t
         noise = torch.randn(param.shape, generator=generator, device=param.device, dtype=param.dtype)
         directions.append(noise * (delta / noise.norm().clamp_min(1e-30)))
     return directions
-
-
-BACKWARDS = ("joint", "sequential")
 
 
 class TaskLossModule(nn.Module):
@@ -112,9 +111,9 @@ class TeleportObjective:
                  reference: torch.Tensor, weights: torch.Tensor, perturbed_params: Sequence[torch.Tensor],
                  generator: torch.Generator, invariance_weight: float = 1.0, gamma: float = 0.1,
                  delta: float = 1e-4, directions: int = 5, sharpness_grad: str = "functional",
-                 absolute: bool = False, backward: str = "joint"):
-        if backward not in BACKWARDS:
-            raise ValueError(f"backward={backward!r} is invalid; use one of {', '.join(BACKWARDS)}")
+                 absolute: bool = False, backward: str = "sequential"):
+        if backward not in OBJECTIVE_BACKWARDS:
+            raise ValueError(f"backward={backward!r} is invalid; use one of {', '.join(OBJECTIVE_BACKWARDS)}")
         self.module = TaskLossModule(model, losses_of)
         self.reference = reference.detach()
         self.weights = weights.detach()
@@ -134,8 +133,8 @@ class TeleportObjective:
         self.absolute = absolute
         self.backward = backward
 
-    def _moved(self) -> dict[str, torch.Tensor]:
-        """Draw the next random direction; return the perturbed tensors θ' + ε by name."""
+    def _draw_perturbed_point(self) -> dict[str, torch.Tensor]:
+        """Return the perturbed tensors θ' + ε by name, for the next random direction ε."""
         steps = random_directions([p for _, p in self.perturbed], self.delta, self.generator)
         return {name: p.detach() + step for (name, p), step in zip(self.perturbed, steps)}
 
@@ -143,7 +142,7 @@ class TeleportObjective:
         """Return the n × K losses L_k(θ' + ε_s) for fresh random directions."""
         rows = []
         for _ in range(self.directions):
-            moved = self._moved()
+            moved = self._draw_perturbed_point()
             if self.sharpness_grad == "copy":
                 with torch.no_grad():
                     rows.append(torch.func.functional_call(self.module, moved, (batch,)))
@@ -168,14 +167,15 @@ class TeleportObjective:
                   params: Sequence[torch.Tensor]) -> tuple[ObjectiveValue, list[torch.Tensor | None]]:
         """Return the objective (``total`` detached) and its gradient with respect to ``params``.
 
-        ``joint`` differentiates :meth:`__call__`. ``sequential`` first evaluates every loss
-        without a graph and picks, per task k, the direction s_k that attains the max in
-        L_g; then L_g = (1/K) Σ_k c_k (L_k(θ' + ε_{s_k}) − L_k(θ')) with fixed c_k
-        (R_k / δ, times the sign of the difference when ``absolute``). One forward and
-        backward pass on ``batch``, one on ``conflict_batch`` and one per distinct s_k (only
-        with ``sharpness_grad="functional"``) accumulate the same gradient as ``joint``.
-        The directions are drawn again from the generator state saved before the first
-        pass, so the generator ends where ``joint`` leaves it.
+        ``joint`` differentiates :meth:`__call__`. ``sequential`` picks, per task k, the
+        direction s_k that attains the max in L_g from losses evaluated without a graph.
+        With s_k fixed, L_g = (1/K) Σ_k c_k (L_k(θ' + ε_{s_k}) − L_k(θ')), where
+        c_k = R_k / δ, times the sign of the difference when ``absolute``. Its gradient
+        then needs one backward pass on ``conflict_batch`` at θ' and, with
+        ``sharpness_grad="functional"``, one per distinct s_k. Together with the pass on
+        ``batch`` for L_t, they accumulate the same gradient as ``joint``. The directions
+        are drawn again from the generator state saved before the first draw, so the
+        generator ends where ``joint`` leaves it.
         """
         params = list(params)
         if self.backward == "joint":
@@ -193,29 +193,29 @@ class TeleportObjective:
         losses = self.module(batch)
         invariance = loss_invariance(losses, self.reference.to(losses.dtype))
         accumulate(self.invariance_weight * invariance)
-        losses = losses.detach()
+        invariance, losses = invariance.detach(), losses.detach()
         sharp = losses.new_zeros(())
         if self.gamma:
+            # Only this graph stays alive while the perturbed losses are evaluated without one.
+            unperturbed = self.module(conflict_batch)
             state = self.generator.get_state()
             with torch.no_grad():
-                unperturbed = self.module(conflict_batch)
                 perturbed = self.perturbed_losses(conflict_batch)
-            sharp = sharpness(perturbed, unperturbed, self.weights, self.delta, self.absolute)
-            rise = perturbed - unperturbed.unsqueeze(0)
-            chosen = (rise.abs() if self.absolute else rise).mul(self.weights.to(rise.dtype).unsqueeze(0)).argmax(dim=0)
+            sharp = sharpness(perturbed, unperturbed.detach(), self.weights, self.delta, self.absolute)
+            rise = perturbed - unperturbed.detach().unsqueeze(0)
+            weights = self.weights.to(rise.dtype)
+            chosen = ((rise.abs() if self.absolute else rise) * weights.unsqueeze(0)).argmax(dim=0)
             picked = rise.gather(0, chosen.unsqueeze(0)).squeeze(0)
             sign = picked.sign() if self.absolute else torch.ones_like(picked)
-            # d(−γ L_g) = Σ_k coefficient_k (dL_k(θ' + ε_{s_k}) − dL_k(θ')).
-            num_tasks = len(picked)
-            coefficient = -self.gamma * self.weights.to(rise.dtype) * sign / (self.delta * num_tasks)
-            accumulate(-(coefficient * self.module(conflict_batch)).sum())
+            # −γ L_g = Σ_k coefficient_k (L_k(θ' + ε_{s_k}) − L_k(θ')) with the s_k fixed.
+            coefficient = -self.gamma * weights * sign / (self.delta * len(picked))
+            accumulate(-(coefficient * unperturbed).sum())
             self.generator.set_state(state)
             for direction in range(self.directions):
-                moved = self._moved()
+                moved = self._draw_perturbed_point()
                 tasks = chosen == direction
                 if self.sharpness_grad == "functional" and bool(tasks.any()):
                     moved_losses = torch.func.functional_call(self.module, moved, (conflict_batch,))
                     accumulate((coefficient * tasks.to(coefficient.dtype) * moved_losses).sum())
-        total = self.invariance_weight * invariance.detach() - self.gamma * sharp
-        return ObjectiveValue(total=total, invariance=float(invariance.detach()), sharpness=float(sharp),
-                              losses=losses), grads
+        total = self.invariance_weight * invariance - self.gamma * sharp
+        return ObjectiveValue(total=total, invariance=float(invariance), sharpness=float(sharp), losses=losses), grads
