@@ -186,14 +186,17 @@ class Trainer:
         if self.method.needs_jacobian or (self.cost is not None and self.cost.wants_jacobian(epoch)):
             jacobian = self.jacobian(losses, self.shared_params)
         if self.cost is not None:
-            # The context holds the only reference to the step's graph, so that a teleport can
-            # free it before building its own; it sets context.losses to None when it does.
+            # The context holds the only reference to the step's graph, so a teleport can free it
+            # by setting context.losses to None. The losses are then computed again.
             context = StepContext(self, batch, epoch, step, losses, jacobian)
             del losses
-            if self.cost.maybe_teleport(context):
-                losses, jacobian = context.forward_losses(), None
+            teleported = self.cost.maybe_teleport(context)
+            if teleported:
+                jacobian = None
+            if teleported or context.losses is None:
+                losses = context.forward_losses()
             else:
-                losses = context.forward_losses() if context.losses is None else context.losses
+                losses = context.losses
 
         self.optimizer.zero_grad(set_to_none=True)
         self.apply_method(losses, jacobian)

@@ -89,8 +89,8 @@ class CostLayer:
         if not self.trigger.fires(cosine):
             return False
         self.stats["conflicts"] += 1
-        # Release the step's graph before the teleport builds its own; the trainer recomputes
-        # the losses when ctx.losses is None.
+        # Release the step's graph before the teleport builds its own. The trainer computes
+        # the losses again when ctx.losses is None.
         ctx.losses = None
 
         outcome = run_teleport(
