@@ -302,7 +302,7 @@ def test_released_options_run_end_to_end(tmp_path):
     assert math.isfinite(records[0]["sharpness_last"])
 
 
-def test_step_graph_is_released_before_the_teleport(tmp_path, monkeypatch):
+def test_teleport_releases_step_graph(tmp_path, monkeypatch):
     import gc
     import weakref
 
@@ -329,3 +329,21 @@ def test_step_graph_is_released_before_the_teleport(tmp_path, monkeypatch):
     trainer.fit()
     assert alive_at_teleport == [False], "the training step's loss graph was alive during the teleport"
     assert len(trainer.state.records[RECORD_TABLE]) == 1
+
+
+def test_aborted_teleport_keeps_training(tmp_path, monkeypatch):
+    import cost.objective
+
+    def non_finite_invariance(losses, reference):
+        return (losses - reference).abs().mean() * float("nan")
+
+    monkeypatch.setattr(cost.objective, "loss_invariance", non_finite_invariance)
+    trainer, layer = make_trainer(tmp_path, epochs=1)
+    before = [p.detach().clone() for p in trainer.shared_params]
+    trainer.fit()
+    row = trainer.state.history[-1]
+    assert row["cost/aborted"] == 1
+    assert row["cost/teleports"] == 0
+    assert leftover_adapter_names(trainer.model) == []
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert any(not torch.equal(p, old) for p, old in zip(trainer.shared_params, before)), "no training step ran"
