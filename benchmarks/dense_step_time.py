@@ -54,9 +54,9 @@ DEFAULT_DATASETS = ("nyuv2", "cityscapes")
 DEFAULT_METHODS = ("ls", "pcgrad", "nashmtl", "fairgrad", "fairgrad+cost")
 DEFAULT_OUTPUT = Path("results/benchmarks/dense_step_time.csv")
 # COST settings that keep one teleport short on a CPU: one inner step on one reference
-# batch, and the "always" trigger, so that a teleport step is measured whatever the
-# gradients of the generated batch. By estimate, a teleport with the paper's settings
-# costs about inner_steps times more.
+# batch. The "always" trigger makes a teleport step happen whatever the gradients of the
+# generated batch. By estimate, a teleport with more inner steps costs about inner_steps
+# times more.
 DEFAULT_COST_OVERRIDES = ("cost.inner_steps=1", "cost.reference_batches=1", "cost.trigger=always")
 # Warm-up steps run in this epoch and timed steps in the next one. COST may teleport only
 # from the timed epoch on, so a warm-up step never uses up the teleport of an epoch.

@@ -87,10 +87,12 @@ class Trigger:
     ``dominated`` (the paper's default): cos(g_min, g_0) < −τ.
     ``any`` (the released code): min_k cos(g_k, g_0) ≤ −τ.
     ``weak`` (the paper's ablation): min_{i<j} cos(g_i, g_j) < −τ.
-    ``always``: fires at every check (within ``start_epoch`` and ``max_per_epoch``); it
-    is not a method variant but a way to time a teleport or exercise it on tiny samples.
-    Its recorded statistic is cos(g_min, g_0). The paper uses a stricter, unpublished condition with many tasks (CelebA); the
-    threshold τ ≥ 0 is this suite's stand-in for it. A NaN cosine never fires.
+    ``always``: fires at every check within ``start_epoch`` and ``max_per_epoch``. It is
+    not a method variant but a way to time a teleport or run one on tiny samples, and it
+    records cos(g_min, g_0) as its statistic.
+    The paper uses a stricter, unpublished condition with many tasks (CelebA); the
+    threshold τ ≥ 0 is this suite's stand-in for it. Except with ``always``, a NaN cosine
+    never fires.
     """
 
     variant: str = "dominated"

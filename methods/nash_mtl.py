@@ -86,7 +86,7 @@ class NashSubproblem:
         with np.errstate(divide="ignore", invalid="ignore"):
             phi_gradient = 1.0 / previous + normalized_gramian @ (1.0 / (normalized_gramian @ previous))
         if not np.all(np.isfinite(phi_gradient)):
-            raise NashSolverError("the linearisation is not finite", outside)
+            raise NashSolverError("the gradient of the linearised objective is not finite", outside)
         self.gramian.value = normalized_gramian
         self.linear_cost.value = normalized_gramian.sum(axis=0) + phi_gradient / scale
         self.log_scale.value = math.log(scale)
@@ -207,8 +207,8 @@ class NashMTL(GramianMethod):
         if self._failures_logged <= LOGGED_FAILURES_PER_EPOCH:
             reason = str(failure)
             if failure.outside:
-                kept = self.kept_tasks.tolist()
-                names = ", ".join(self.task_label(kept[k]) for k in failure.outside)
+                kept_indices = self.kept_tasks.tolist()
+                names = ", ".join(self.task_label(kept_indices[k]) for k in failure.outside)
                 reason += f"; at the linearisation point ⟨g_k, Jᵀα⟩ ≤ 0 for task(s) {names}, where log (Gα)_k is undefined"
             log.warning("Nash-MTL step %d (epoch %d): solver failure (%s); using %s: %s", self.step, self.epoch,
                         reason, kept_from, np.array2string(alpha, precision=4))

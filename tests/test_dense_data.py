@@ -182,13 +182,22 @@ def test_bad_depth_scaling_rejected():
         DenseAugmentation(seed=0, depth_scaling="square")
 
 
-def test_synthetic_command_writes_the_layout_and_refuses_a_full_folder(tmp_path, capsys):
+def test_synthetic_command_writes_mtan_layout(tmp_path):
     from datasets.dense.synthetic import main
 
     main(["--dataset", "cityscapes", "--root", str(tmp_path), "--train", "2", "--test", "1"])
     assert sorted(p.name for p in (tmp_path / "cityscapes" / "train").iterdir()) == ["depth", "image", "label_7"]
+    assert len(list((tmp_path / "cityscapes" / "train" / "image").glob("*.npy"))) == 2
     assert len(list((tmp_path / "cityscapes" / "val" / "image").glob("*.npy"))) == 1
     assert np.load(tmp_path / "cityscapes" / "train" / "image" / "1.npy").shape == (128, 256, 3)
+
+
+def test_synthetic_command_rejects_nonempty_root(tmp_path, capsys):
+    from datasets.dense.synthetic import main
+
+    (tmp_path / "nyuv2").mkdir()
+    (tmp_path / "nyuv2" / "notes.txt").write_text("keep")
     with pytest.raises(SystemExit):
-        main(["--dataset", "cityscapes", "--root", str(tmp_path)])
+        main(["--dataset", "nyuv2", "--root", str(tmp_path)])
     assert "is not empty" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "nyuv2").iterdir()] == ["notes.txt"]
